@@ -1,0 +1,213 @@
+package crypto
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func testKey(t testing.TB, b byte) PrivateKey {
+	t.Helper()
+	k, err := NewKeyFromSeed(bytes.Repeat([]byte{b}, SeedSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestSignVerifyDomainSeparation(t *testing.T) {
+	k := testKey(t, 1)
+	chainA, chainB := Hash([]byte("a")), Hash([]byte("b"))
+	s := NewSigner(k, chainA)
+	sig := s.Sign("prepare", []byte("body"))
+	if !Verify(k.Public(), "prepare", chainA, []byte("body"), sig) {
+		t.Fatal("valid signature rejected")
+	}
+	if Verify(k.Public(), "commit", chainA, []byte("body"), sig) {
+		t.Fatal("signature of one kind accepted as another")
+	}
+	if Verify(k.Public(), "prepare", chainB, []byte("body"), sig) {
+		t.Fatal("signature accepted on another chain")
+	}
+	if Verify(k.Public(), "prepare", chainA, []byte("bodY"), sig) {
+		t.Fatal("signature accepted over other bytes")
+	}
+	if Verify(testKey(t, 2).Public(), "prepare", chainA, []byte("body"), sig) {
+		t.Fatal("signature accepted under another key")
+	}
+	if Verify(k.Public(), "prepare", chainA, []byte("body"), sig[:10]) {
+		t.Fatal("short signature accepted")
+	}
+}
+
+func TestBatchAgreesWithSingle(t *testing.T) {
+	chain := Hash([]byte("chain"))
+	bv := NewBatchVerifier(chain, 8)
+	var want []bool
+	for i := 0; i < 8; i++ {
+		k := testKey(t, byte(i+1))
+		body := []byte(fmt.Sprintf("m%d", i))
+		sig := NewSigner(k, chain).Sign("req", body)
+		switch i {
+		case 3:
+			sig[0] ^= 1
+		case 5:
+			sig = sig[:12]
+		}
+		want = append(want, Verify(k.Public(), "req", chain, body, sig))
+		bv.Add(k.Public(), "req", body, sig)
+	}
+	all, valid := bv.Verify()
+	if all {
+		t.Fatal("batch with bad signatures reported all valid")
+	}
+	for i := range want {
+		if valid[i] != want[i] {
+			t.Fatalf("entry %d: batch says %v, single says %v", i, valid[i], want[i])
+		}
+	}
+	if want[3] || want[5] || !want[0] {
+		t.Fatalf("unexpected single results %v", want)
+	}
+}
+
+func TestKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "k.key")
+	k := testKey(t, 9)
+	if err := WriteKeyFile(path, k); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteKeyFile(path, k); err == nil {
+		t.Fatal("overwrote an existing key file")
+	}
+	back, err := ReadKeyFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Public() != k.Public() {
+		t.Fatal("read a different key")
+	}
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadKeyFile(path); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("world-readable key accepted: %v", err)
+	}
+	bad := filepath.Join(dir, "bad.key")
+	os.WriteFile(bad, []byte("{nope"), 0o600)
+	if _, err := ReadKeyFile(bad); err == nil || !strings.Contains(err.Error(), "not a key file") {
+		t.Fatalf("malformed key file: %v", err)
+	}
+	mismatch := filepath.Join(dir, "mismatch.key")
+	os.WriteFile(mismatch, []byte(`{"type":"ed25519","public_key":"`+testKey(t, 3).Public().String()+`","private_key":"CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk="}`), 0o600)
+	if _, err := ReadKeyFile(mismatch); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("mismatched key file: %v", err)
+	}
+}
+
+// referenceRoot is RFC 6962 §2.1 written directly from its recursive definition.
+func referenceRoot(leaves [][]byte) Digest {
+	switch len(leaves) {
+	case 0:
+		return sha256.Sum256(nil)
+	case 1:
+		return sha256.Sum256(append([]byte{0}, leaves[0]...))
+	}
+	k := largestPowerOfTwoBelow(len(leaves))
+	l, r := referenceRoot(leaves[:k]), referenceRoot(leaves[k:])
+	return sha256.Sum256(append(append([]byte{1}, l[:]...), r[:]...))
+}
+
+func TestMerkleRootAndProofs(t *testing.T) {
+	for n := 0; n <= 33; n++ {
+		leaves := make([][]byte, n)
+		for i := range leaves {
+			leaves[i] = []byte(fmt.Sprintf("leaf-%d", i))
+		}
+		root := MerkleRoot(leaves)
+		if root != referenceRoot(leaves) {
+			t.Fatalf("n=%d: root differs from the RFC 6962 definition", n)
+		}
+		for i := 0; i < n; i++ {
+			proof, err := InclusionProof(leaves, i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := VerifyInclusion(leaves[i], uint64(i), uint64(n), proof, root); err != nil {
+				t.Fatalf("n=%d i=%d: %v", n, i, err)
+			}
+			if err := VerifyInclusion([]byte("other"), uint64(i), uint64(n), proof, root); err == nil {
+				t.Fatalf("n=%d i=%d: proof accepted for another leaf", n, i)
+			}
+			if n > 1 {
+				if err := VerifyInclusion(leaves[i], uint64((i+1)%n), uint64(n), proof, root); err == nil {
+					t.Fatalf("n=%d i=%d: proof accepted at another index", n, i)
+				}
+			}
+		}
+	}
+}
+
+func FuzzVerifyInclusion(f *testing.F) {
+	f.Add([]byte("x"), uint64(0), uint64(1), []byte{})
+	f.Fuzz(func(t *testing.T, leaf []byte, index, size uint64, proofBytes []byte) {
+		var proof []Digest
+		for len(proofBytes) >= DigestSize {
+			var d Digest
+			copy(d[:], proofBytes)
+			proof = append(proof, d)
+			proofBytes = proofBytes[DigestSize:]
+		}
+		_ = VerifyInclusion(leaf, index, size, proof, Hash(leaf))
+	})
+}
+
+func BenchmarkVerifySingle(b *testing.B) {
+	k := testKey(b, 1)
+	chain := Hash([]byte("c"))
+	body := bytes.Repeat([]byte{7}, 200)
+	sig := NewSigner(k, chain).Sign("req", body)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if !Verify(k.Public(), "req", chain, body, sig) {
+			b.Fatal("rejected")
+		}
+	}
+}
+
+func BenchmarkVerifyBatch64(b *testing.B) {
+	chain := Hash([]byte("c"))
+	body := bytes.Repeat([]byte{7}, 200)
+	keys := make([]PrivateKey, 64)
+	sigs := make([][]byte, 64)
+	for i := range keys {
+		keys[i] = testKey(b, byte(i+1))
+		sigs[i] = NewSigner(keys[i], chain).Sign("req", body)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		bv := NewBatchVerifier(chain, 64)
+		for j := range keys {
+			bv.Add(keys[j].Public(), "req", body, sigs[j])
+		}
+		if all, _ := bv.Verify(); !all {
+			b.Fatal("rejected")
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*64), "ns/sig")
+}
+
+func BenchmarkMerkleRoot1000(b *testing.B) {
+	leaves := make([][]byte, 1000)
+	for i := range leaves {
+		leaves[i] = bytes.Repeat([]byte{byte(i)}, 32)
+	}
+	for i := 0; i < b.N; i++ {
+		MerkleRoot(leaves)
+	}
+}
