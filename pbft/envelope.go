@@ -82,8 +82,14 @@ func openBody[T any](b []byte) (*T, error) {
 	return &v, nil
 }
 
+// Signer signs a body in a kind's domain; *crypto.Signer is the real one, and
+// the simulator may pass a cheaper one.
+type Signer interface {
+	Sign(kind string, body []byte) []byte
+}
+
 // Seal encodes body canonically and signs it as kind.
-func Seal(s *crypto.Signer, kind Kind, body any) *Envelope {
+func Seal(s Signer, kind Kind, body any) *Envelope {
 	b := codec.MustMarshal(body)
 	return &Envelope{Kind: kind, Body: b, Sig: s.Sign(kind.String(), b)}
 }
