@@ -118,10 +118,13 @@ func BatchDigest(timestamp int64, requests [][]byte) crypto.Digest {
 }
 
 // Certificate is the proof that a batch committed: 2f+1 COMMIT envelopes from
-// distinct replicas, all for (View, Seq, Digest).
+// distinct replicas, all for (View, Seq, Digest). Timestamp is the PRE-PREPARE's
+// timestamp, which Digest binds: with it, anyone holding the batch can check
+// BatchDigest(Timestamp, batch) == Digest without the PRE-PREPARE itself.
 type Certificate struct {
-	View    uint64        `cbor:"1,keyasint"`
-	Seq     uint64        `cbor:"2,keyasint"`
-	Digest  crypto.Digest `cbor:"3,keyasint"`
-	Commits []Envelope    `cbor:"4,keyasint"`
+	View      uint64        `cbor:"1,keyasint"`
+	Seq       uint64        `cbor:"2,keyasint"`
+	Digest    crypto.Digest `cbor:"3,keyasint"`
+	Commits   []Envelope    `cbor:"4,keyasint"`
+	Timestamp int64         `cbor:"5,keyasint"`
 }
