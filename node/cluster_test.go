@@ -1,0 +1,296 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ordoledger/ordo/client"
+	"github.com/ordoledger/ordo/codec"
+	"github.com/ordoledger/ordo/crypto"
+	"github.com/ordoledger/ordo/eventlog"
+	"github.com/ordoledger/ordo/ledger"
+	"github.com/ordoledger/ordo/pbft"
+)
+
+// testCluster is n validators in this process, talking real libp2p on loopback.
+type testCluster struct {
+	t       *testing.T
+	genesis *Genesis
+	keys    []crypto.PrivateKey
+	dirs    []string
+	nodes   []*Node
+	client  crypto.PrivateKey
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("ORDO_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func newTestCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, genesis: &Genesis{ChainID: "ordo-test", Params: DefaultParams(), Admission: Admission{Mode: AdmissionOpen}}}
+	for i := 0; i < n; i++ {
+		k, err := crypto.NewKeyFromSeed(bytes.Repeat([]byte{byte(i + 1)}, crypto.SeedSize))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.keys = append(c.keys, k)
+		c.dirs = append(c.dirs, filepath.Join(t.TempDir(), fmt.Sprintf("node%d", i)))
+		c.genesis.Validators = append(c.genesis.Validators, Validator{
+			Name: fmt.Sprintf("node%d", i), PublicKey: k.Public(),
+			P2PAddrs: []string{fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))},
+		})
+	}
+	if err := c.genesis.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if c.client, err = crypto.NewKeyFromSeed(bytes.Repeat([]byte{0xcc}, crypto.SeedSize)); err != nil {
+		t.Fatal(err)
+	}
+	c.nodes = make([]*Node, n)
+	for i := range c.nodes {
+		c.start(i)
+	}
+	t.Cleanup(func() {
+		for i := range c.nodes {
+			c.stop(i)
+		}
+	})
+	return c
+}
+
+func (c *testCluster) start(i int) {
+	c.t.Helper()
+	nd, err := New(Config{Genesis: c.genesis, Key: c.keys[i], DataDir: c.dirs[i], APIListen: "127.0.0.1:0", Logger: testLogger(c.t).With("i", i)})
+	if err != nil {
+		c.t.Fatalf("start node %d: %v", i, err)
+	}
+	if err := nd.Start(); err != nil {
+		c.t.Fatalf("start node %d: %v", i, err)
+	}
+	c.nodes[i] = nd
+}
+
+func (c *testCluster) stop(i int) {
+	if c.nodes[i] != nil {
+		c.nodes[i].Close()
+		c.nodes[i] = nil
+	}
+}
+
+func (c *testCluster) url(i int) string { return "http://" + c.nodes[i].APIAddr() }
+
+func (c *testCluster) newClient(nodes ...int) *client.Client {
+	c.t.Helper()
+	var urls []string
+	for _, i := range nodes {
+		urls = append(urls, c.url(i))
+	}
+	cl, err := client.New(client.Config{Nodes: urls, Key: c.client, Chain: c.genesis.Hash(), Validators: c.genesis.Keys(), Timeout: 15 * time.Second})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return cl
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, deadline time.Duration, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out after %v waiting for %s", deadline, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// converged waits until every running node has applied the same head.
+func (c *testCluster) converged(deadline time.Duration) (uint64, crypto.Digest) {
+	c.t.Helper()
+	var seq uint64
+	var head crypto.Digest
+	waitFor(c.t, deadline, "all nodes to apply the same head", func() bool {
+		first := true
+		for _, nd := range c.nodes {
+			if nd == nil {
+				continue
+			}
+			s, h := nd.store.Applied()
+			if first {
+				seq, head, first = s, h, false
+			} else if s != seq || h != head {
+				return false
+			}
+		}
+		return true
+	})
+	return seq, head
+}
+
+func appendCmd(stream string, n int) ledger.Command {
+	var id [16]byte
+	copy(id[:], fmt.Sprintf("%-16.16s", fmt.Sprintf("%s-%d", stream, n)))
+	return ledger.Command{Append: &ledger.AppendCommand{
+		Stream: stream, ExpectedVersion: ledger.ExpectedAny,
+		Events: []ledger.EventData{{ID: id, Type: "test", ContentType: ledger.ContentJSON, Data: []byte(fmt.Sprintf(`{"n":%d}`, n))}},
+	}}
+}
+
+func TestClusterOrdersEventsAndCatchesUp(t *testing.T) {
+	c := newTestCluster(t, 4)
+	ctx := context.Background()
+
+	// Appends through every node, concurrently, land on all four in one order.
+	var wg sync.WaitGroup
+	errs := make(chan error, 40)
+	for i := 0; i < 4; i++ {
+		cl := c.newClient(i)
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for j := 0; j < 10; j++ {
+				r, err := cl.Submit(ctx, appendCmd(fmt.Sprintf("s%d", i), j))
+				if err == nil && r.Result.Code != ledger.CodeOK {
+					err = fmt.Errorf("append: %s %s", r.Result.Code, r.Result.Message)
+				}
+				if err == nil && r.Replies < pbft.MaxFaulty(4)+1 {
+					err = fmt.Errorf("reply bundle with %d replies", r.Replies)
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	seq, head := c.converged(20 * time.Second)
+	if seq == 0 {
+		t.Fatal("nothing committed")
+	}
+	for i, nd := range c.nodes {
+		if got := nd.store.LastPosition(); got != 40 {
+			t.Fatalf("node %d has %d events, want 40", i, got)
+		}
+	}
+	t.Logf("40 appends in %d entries, head %v", seq, head)
+
+	// One backup down: appends still commit.
+	c.stop(3)
+	cl := c.newClient(0, 1)
+	for j := 0; j < 20; j++ {
+		if _, err := cl.Submit(ctx, appendCmd("after-crash", j)); err != nil {
+			t.Fatalf("append with a backup down: %v", err)
+		}
+	}
+	// Restarted, it catches up by fetching certified entries.
+	c.start(3)
+	seq2, _ := c.converged(30 * time.Second)
+	if seq2 <= seq {
+		t.Fatalf("no progress: %d then %d", seq, seq2)
+	}
+	if got := c.nodes[3].store.LastPosition(); got != 60 {
+		t.Fatalf("restarted node has %d events, want 60", got)
+	}
+
+	// Every node's log replays from genesis to the same head.
+	for i, nd := range c.nodes {
+		rp, err := NewReplayer(c.genesis)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = nd.store.Walk(func(e *eventlog.Entry) error { return rp.Check(e) })
+		if err != nil {
+			t.Fatalf("node %d: replay: %v", i, err)
+		}
+		_, _, h := rp.Summary()
+		rp.Close()
+		_, want := nd.store.Applied()
+		if h != want {
+			t.Fatalf("node %d: replay head %v, log head %v", i, h, want)
+		}
+	}
+}
+
+func TestSubmitRefusesBadInput(t *testing.T) {
+	c := newTestCluster(t, 4)
+	chain := c.genesis.Hash()
+	signer := crypto.NewSigner(c.client, chain)
+	good := pbft.SignRequest(signer, 1, codec.MustMarshal(appendCmd("bad-input", 0)))
+
+	var sr pbft.SignedRequest
+	if err := codec.Unmarshal(good, &sr); err != nil {
+		t.Fatal(err)
+	}
+	sr.Sig[0] ^= 1
+	badSig := codec.MustMarshal(&sr)
+	otherChain := pbft.SignRequest(crypto.NewSigner(c.client, crypto.Hash([]byte("other"))), 2, codec.MustMarshal(appendCmd("bad-input", 1)))
+
+	cases := []struct {
+		name   string
+		body   []byte
+		status int
+		code   string
+	}{
+		{"bad signature", badSig, http.StatusUnauthorized, "bad_signature"},
+		{"other chain", otherChain, http.StatusUnauthorized, "bad_signature"},
+		{"garbage", []byte("not cbor"), http.StatusBadRequest, "malformed"},
+		{"too large", make([]byte, c.genesis.Params.RequestBytesMax+1), http.StatusRequestEntityTooLarge, "too_large"},
+	}
+	for _, tc := range cases {
+		resp, err := http.Post(c.url(0)+"/v1/requests", "application/cbor", bytes.NewReader(tc.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(string(body), `"code":"`+tc.code+`"`) {
+			t.Errorf("%s: got %d %s, want %d %s", tc.name, resp.StatusCode, body, tc.status, tc.code)
+		}
+	}
+	// The good request commits; none of the refused ones reached the log.
+	resp, err := http.Post(c.url(1)+"/v1/requests", "application/cbor", bytes.NewReader(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("good request: %d %s", resp.StatusCode, body)
+	}
+	c.converged(10 * time.Second)
+	for i, nd := range c.nodes {
+		if got := nd.store.LastPosition(); got != 1 {
+			t.Fatalf("node %d has %d events, want exactly the one good append", i, got)
+		}
+	}
+}

@@ -1,0 +1,244 @@
+package node
+
+import (
+	"errors"
+	"sync"
+
+	"github.com/ordoledger/ordo/codec"
+	"github.com/ordoledger/ordo/crypto"
+	"github.com/ordoledger/ordo/eventlog"
+	"github.com/ordoledger/ordo/ledger"
+	"github.com/ordoledger/ordo/pbft"
+)
+
+// execItem is a committed batch on its way into the event log, delivered by the
+// core or fetched from a peer with its certificate.
+type execItem struct {
+	seq     uint64
+	batch   [][]byte
+	cert    pbft.Certificate
+	fetched bool
+}
+
+func (n *Node) runExecutor() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case it := <-n.execCh:
+			if !n.execute(it) {
+				return
+			}
+		}
+	}
+}
+
+// execute applies one committed batch; false means storage failed and the
+// executor stops (nothing half-applied: a batch is one transaction).
+func (n *Node) execute(it execItem) bool {
+	applied, _ := n.store.Applied()
+	if it.seq <= applied {
+		return true
+	}
+	if it.seq != applied+1 {
+		n.log.Warn("committed batch arrived ahead of the log; fetching the gap", "seq", it.seq, "applied", applied)
+		n.kickFetch(applied)
+		return true
+	}
+	logTime := logTimeAfter(n.lastTimestamp, it.cert.Timestamp)
+	e, err := applyBatch(n.store, n.machine, &it.cert, it.batch, logTime)
+	if errors.Is(err, eventlog.ErrOutOfOrder) {
+		return true
+	}
+	if err != nil {
+		n.log.Error("applying a committed batch failed; execution stops", "seq", it.seq, "err", err)
+		n.metrics.halted.Set(1)
+		return false
+	}
+	n.lastTimestamp = logTime
+	n.appliedSeq.Store(it.seq)
+	n.metrics.batches.Inc()
+	n.metrics.requests.Add(float64(len(it.batch)))
+	n.metrics.events.Add(float64(e.EventCount))
+
+	env := pbft.Seal(n.signer, pbft.KindExecuted, &pbft.Executed{
+		Seq: it.seq, ResultsRoot: e.ResultsRoot, EntryHash: e.Hash, Replica: n.self,
+	})
+	n.host.Broadcast(frameOf(tagEnvelope, codec.MustMarshal(env)))
+	n.replies.executedLocal(e, env)
+	if it.fetched {
+		n.fetchedUpTo.Store(&caughtUpNote{seq: it.seq, timestamp: logTime})
+		select {
+		case n.caughtUpKick <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// Bundle is what a client gets back: its result, the Merkle path to the
+// batch's results root, and f+1 signed EXECUTED messages for that root.
+type Bundle struct {
+	EntrySeq uint64
+	Result   []byte
+	Index    int
+	Count    int
+	Proof    []crypto.Digest
+	Executed [][]byte
+}
+
+type waiter struct {
+	hash crypto.Digest
+	ch   chan *Bundle
+}
+
+type localResult struct {
+	root    crypto.Digest
+	results [][]byte
+}
+
+type seqReplies struct {
+	executed map[uint32]*pbft.Envelope
+	roots    map[uint32]crypto.Digest
+	local    *localResult
+	waiting  []pendingReply
+}
+
+type pendingReply struct {
+	w     *waiter
+	index int
+}
+
+// replyTracker matches executed batches with waiting HTTP requests and with
+// the EXECUTED messages of other replicas. Memory is bounded to the last
+// executedKeepSeqs sequence numbers.
+type replyTracker struct {
+	mu      sync.Mutex
+	need    int
+	waiters map[crypto.Digest][]*waiter
+	seqs    map[uint64]*seqReplies
+	top     uint64
+}
+
+func newReplyTracker(need int) *replyTracker {
+	return &replyTracker{need: need, waiters: map[crypto.Digest][]*waiter{}, seqs: map[uint64]*seqReplies{}}
+}
+
+func (t *replyTracker) register(h crypto.Digest) *waiter {
+	w := &waiter{hash: h, ch: make(chan *Bundle, 1)}
+	t.mu.Lock()
+	t.waiters[h] = append(t.waiters[h], w)
+	t.mu.Unlock()
+	return w
+}
+
+func (t *replyTracker) cancel(w *waiter) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ws := t.waiters[w.hash]
+	for i, x := range ws {
+		if x == w {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(t.waiters, w.hash)
+	} else {
+		t.waiters[w.hash] = ws
+	}
+}
+
+func (t *replyTracker) seq(s uint64) *seqReplies {
+	sr := t.seqs[s]
+	if sr == nil {
+		sr = &seqReplies{executed: map[uint32]*pbft.Envelope{}, roots: map[uint32]crypto.Digest{}}
+		t.seqs[s] = sr
+	}
+	return sr
+}
+
+// executedLocal records this replica's execution of an entry.
+func (t *replyTracker) executedLocal(e *eventlog.Entry, own *pbft.Envelope) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sr := t.seq(e.Seq)
+	sr.local = &localResult{root: e.ResultsRoot, results: e.Results}
+	for i, raw := range e.Requests {
+		h := crypto.Hash(raw)
+		for _, w := range t.waiters[h] {
+			sr.waiting = append(sr.waiting, pendingReply{w: w, index: i})
+		}
+		delete(t.waiters, h)
+	}
+	sr.executed[ownReplica(own)] = own
+	sr.roots[ownReplica(own)] = e.ResultsRoot
+	if e.Seq > t.top {
+		t.top = e.Seq
+		t.prune()
+	}
+	t.complete(e.Seq, sr)
+}
+
+func ownReplica(e *pbft.Envelope) uint32 {
+	var ex pbft.Executed
+	if err := codec.Unmarshal(e.Body, &ex); err != nil {
+		panic("node: our own EXECUTED does not decode: " + err.Error())
+	}
+	return ex.Replica
+}
+
+// addExecuted records another replica's verified EXECUTED message.
+func (t *replyTracker) addExecuted(ex *pbft.Executed, env *pbft.Envelope) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if ex.Seq+executedKeepSeqs <= t.top || ex.Seq > t.top+executedKeepSeqs {
+		return
+	}
+	sr := t.seq(ex.Seq)
+	if _, dup := sr.executed[ex.Replica]; dup {
+		return
+	}
+	sr.executed[ex.Replica] = env
+	sr.roots[ex.Replica] = ex.ResultsRoot
+	t.complete(ex.Seq, sr)
+}
+
+func (t *replyTracker) complete(seq uint64, sr *seqReplies) {
+	if sr.local == nil || len(sr.waiting) == 0 {
+		return
+	}
+	var envs [][]byte
+	for r, root := range sr.roots {
+		if root == sr.local.root {
+			envs = append(envs, codec.MustMarshal(sr.executed[r]))
+		}
+	}
+	if len(envs) < t.need {
+		return
+	}
+	for _, p := range sr.waiting {
+		proof, err := crypto.InclusionProof(sr.local.results, p.index)
+		if err != nil {
+			panic("node: result index outside its own batch: " + err.Error())
+		}
+		p.w.ch <- &Bundle{
+			EntrySeq: seq,
+			Result:   sr.local.results[p.index],
+			Index:    p.index,
+			Count:    len(sr.local.results),
+			Proof:    proof,
+			Executed: envs,
+		}
+	}
+	sr.waiting = nil
+}
+
+func (t *replyTracker) prune() {
+	for s := range t.seqs {
+		if s+executedKeepSeqs <= t.top {
+			delete(t.seqs, s)
+		}
+	}
+}

@@ -1,0 +1,457 @@
+package node
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ordoledger/ordo/codec"
+	"github.com/ordoledger/ordo/crypto"
+	"github.com/ordoledger/ordo/eventlog"
+	"github.com/ordoledger/ordo/ledger"
+	"github.com/ordoledger/ordo/pbft"
+)
+
+// HTTP bounds.
+const (
+	readLimitDefault = 100
+	readLimitMax     = 1000
+	waitMsMax        = 30000
+	jsonBodyBytesMax = 256 << 10
+)
+
+func (n *Node) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/requests", n.handleSubmit)
+	mux.HandleFunc("GET /v1/status", n.handleStatus)
+	mux.HandleFunc("GET /v1/genesis", n.handleGenesis)
+	mux.HandleFunc("GET /v1/events", n.handleEvents)
+	mux.HandleFunc("GET /v1/streams/{stream}", n.handleStream)
+	mux.HandleFunc("GET /v1/entries/{seq}", n.handleEntry)
+	mux.HandleFunc("GET /v1/entries", n.handleEntries)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /{$}", n.handleDashboard)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no such endpoint: %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+type apiError struct {
+	Error string `json:"error"`
+	Code  string `json:"code"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, apiError{Error: msg, Code: code})
+}
+
+// ResultJSON is a ledger.Result as the API shows it.
+type ResultJSON struct {
+	Code          string   `json:"code"`
+	Message       string   `json:"message"`
+	Positions     []uint64 `json:"positions"`
+	StreamVersion int64    `json:"stream_version"`
+	EntrySeq      uint64   `json:"entry_seq"`
+	RequestHash   string   `json:"request_hash"`
+}
+
+func resultJSON(r *ledger.Result) ResultJSON {
+	pos := r.Positions
+	if pos == nil {
+		pos = []uint64{}
+	}
+	return ResultJSON{Code: r.Code, Message: r.Message, Positions: pos, StreamVersion: r.StreamVersion, EntrySeq: r.EntrySeq, RequestHash: r.RequestHash.String()}
+}
+
+type bundleJSON struct {
+	EntrySeq    uint64     `json:"entry_seq"`
+	Result      ResultJSON `json:"result"`
+	ResultB64   string     `json:"result_b64"`
+	ResultIndex int        `json:"result_index"`
+	ResultCount int        `json:"result_count"`
+	Proof       []string   `json:"proof"`
+	Executed    []string   `json:"executed"`
+}
+
+func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
+	code, status, msg := n.submitHTTP(w, r)
+	n.metrics.submits.WithLabelValues(code).Inc()
+	if status != http.StatusOK {
+		writeError(w, status, code, msg)
+	}
+}
+
+// submitHTTP checks, forwards and submits one signed request, then waits for
+// its reply bundle. It writes the 200 answer itself and returns the outcome.
+func (n *Node) submitHTTP(w http.ResponseWriter, r *http.Request) (code string, status int, msg string) {
+	max := n.genesis.Params.RequestBytesMax
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		max = jsonBodyBytesMax
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(max)))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return "too_large", http.StatusRequestEntityTooLarge, fmt.Sprintf("request body above %d bytes", max)
+	}
+	if err != nil {
+		return "malformed", http.StatusBadRequest, "reading body: " + err.Error()
+	}
+	raw := body
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		var env struct {
+			RequestB64 string `json:"request_b64"`
+		}
+		if err := json.Unmarshal(body, &env); err != nil {
+			return "malformed", http.StatusBadRequest, "JSON envelope: " + err.Error()
+		}
+		if raw, err = base64.StdEncoding.DecodeString(env.RequestB64); err != nil {
+			return "malformed", http.StatusBadRequest, "request_b64: " + err.Error()
+		}
+	}
+	if len(raw) > n.genesis.Params.RequestBytesMax {
+		return "too_large", http.StatusRequestEntityTooLarge, fmt.Sprintf("request of %d bytes above request_bytes_max %d", len(raw), n.genesis.Params.RequestBytesMax)
+	}
+	sr, req, err := pbft.DecodeRequest(raw)
+	if err != nil {
+		return "malformed", http.StatusBadRequest, err.Error()
+	}
+	if !n.genesis.Admits(req.Client) {
+		return "not_admitted", http.StatusForbidden, fmt.Sprintf("client %v is not admitted by genesis", req.Client)
+	}
+	h := crypto.Hash(raw)
+	if !n.verified.has(h) {
+		if !crypto.Verify(req.Client, pbft.KindRequest.String(), n.chain, sr.Body, sr.Sig) {
+			return "bad_signature", http.StatusUnauthorized, "request signature does not verify for this chain"
+		}
+		n.verified.add(h)
+	}
+	wt := n.replies.register(h)
+	defer n.replies.cancel(wt)
+	n.host.Broadcast(frameOf(tagRequest, raw))
+	ctx, cancel := context.WithTimeout(r.Context(), replyTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	select {
+	case n.submitCh <- submission{raw: raw, done: done}:
+	case <-ctx.Done():
+		return "busy", http.StatusTooManyRequests, "the node's submit queue is full"
+	}
+	select {
+	case err := <-done:
+		switch {
+		case errors.Is(err, pbft.ErrPendingFull):
+			return "busy", http.StatusTooManyRequests, err.Error()
+		case errors.Is(err, pbft.ErrRequestTooLarge):
+			return "too_large", http.StatusRequestEntityTooLarge, err.Error()
+		case err != nil:
+			return "rejected", http.StatusBadRequest, err.Error()
+		}
+	case <-ctx.Done():
+		return "timeout", http.StatusServiceUnavailable, "the node did not accept the request in time"
+	}
+	select {
+	case b := <-wt.ch:
+		res, err := codec.Canonical[ledger.Result](b.Result)
+		if err != nil {
+			panic("node: our own result does not decode: " + err.Error())
+		}
+		out := bundleJSON{
+			EntrySeq: b.EntrySeq, Result: resultJSON(&res), ResultB64: base64.StdEncoding.EncodeToString(b.Result),
+			ResultIndex: b.Index, ResultCount: b.Count, Proof: make([]string, len(b.Proof)), Executed: make([]string, len(b.Executed)),
+		}
+		for i, p := range b.Proof {
+			out.Proof[i] = p.String()
+		}
+		for i, e := range b.Executed {
+			out.Executed[i] = base64.StdEncoding.EncodeToString(e)
+		}
+		writeJSON(w, http.StatusOK, out)
+		return res.Code, http.StatusOK, ""
+	case <-ctx.Done():
+		return "timeout", http.StatusServiceUnavailable, fmt.Sprintf("no reply from f+1 replicas within %v; the request may still commit, retry it unchanged", replyTimeout)
+	}
+}
+
+// StatusJSON is the answer of GET /v1/status.
+type StatusJSON struct {
+	Node             string            `json:"node"`
+	Index            uint32            `json:"index"`
+	PeerID           string            `json:"peer_id"`
+	View             uint64            `json:"view"`
+	Primary          uint32            `json:"primary"`
+	CommittedSeq     uint64            `json:"committed_seq"`
+	ExecutedSeq      uint64            `json:"executed_seq"`
+	StableCheckpoint uint64            `json:"stable_checkpoint"`
+	PeersConnected   int               `json:"peers_connected"`
+	Evidence         []string          `json:"evidence"`
+	Projections      map[string]uint64 `json:"projections"`
+	ChainID          string            `json:"chain_id"`
+	GenesisHash      string            `json:"genesis_hash"`
+	LastPosition     uint64            `json:"last_position"`
+	HeadHash         string            `json:"head_hash"`
+	PendingRequests  int               `json:"pending_requests"`
+}
+
+func (n *Node) statusJSON() StatusJSON {
+	st := n.status.Load()
+	applied, head := n.store.Applied()
+	committed := st.Committed
+	if committed < applied {
+		committed = applied
+	}
+	evidence := []string{}
+	if st.Equivocations > 0 {
+		evidence = append(evidence, fmt.Sprintf("%d conflicting votes seen", st.Equivocations))
+	}
+	return StatusJSON{
+		Node: n.genesis.Validators[n.self].Name, Index: n.self, PeerID: n.host.PeerID(),
+		View: st.View, Primary: st.Primary, CommittedSeq: committed, ExecutedSeq: applied,
+		PeersConnected: n.host.Connected(), Evidence: evidence, Projections: map[string]uint64{},
+		ChainID: n.genesis.ChainID, GenesisHash: n.chain.String(), LastPosition: n.store.LastPosition(),
+		HeadHash: head.String(), PendingRequests: st.Pending,
+	}
+}
+
+func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, n.statusJSON())
+}
+
+func (n *Node) handleGenesis(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, n.genesis)
+}
+
+// EventJSON is an event as the API shows it.
+type EventJSON struct {
+	Position    uint64          `json:"position"`
+	Stream      string          `json:"stream"`
+	Version     uint64          `json:"version"`
+	ID          string          `json:"id"`
+	Type        string          `json:"type"`
+	Data        json.RawMessage `json:"data,omitempty"`
+	DataB64     string          `json:"data_b64,omitempty"`
+	Metadata    json.RawMessage `json:"metadata,omitempty"`
+	MetadataB64 string          `json:"metadata_b64,omitempty"`
+	EntrySeq    uint64          `json:"entry_seq"`
+	Timestamp   string          `json:"timestamp"`
+}
+
+// FormatUUID renders 16 bytes as a UUID's text form.
+func FormatUUID(id [16]byte) string {
+	h := hex.EncodeToString(id[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+func eventJSON(e *eventlog.Event) EventJSON {
+	out := EventJSON{
+		Position: e.Position, Stream: e.Stream, Version: e.Version, ID: FormatUUID(e.ID), Type: e.Type,
+		EntrySeq: e.EntrySeq, Timestamp: time.Unix(0, e.Timestamp).UTC().Format(time.RFC3339Nano),
+	}
+	if e.ContentType == ledger.ContentJSON && json.Valid(e.Data) {
+		out.Data = e.Data
+	} else if len(e.Data) > 0 {
+		out.DataB64 = base64.StdEncoding.EncodeToString(e.Data)
+	}
+	if len(e.Metadata) > 0 {
+		if json.Valid(e.Metadata) {
+			out.Metadata = e.Metadata
+		} else {
+			out.MetadataB64 = base64.StdEncoding.EncodeToString(e.Metadata)
+		}
+	}
+	return out
+}
+
+type eventPage struct {
+	Events []EventJSON `json:"events"`
+	Next   uint64      `json:"next"`
+}
+
+func queryUint(r *http.Request, name string, def uint64) (uint64, error) {
+	s := r.URL.Query().Get(name)
+	if s == "" {
+		return def, nil
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("query parameter %s=%q is not a non-negative integer", name, s)
+	}
+	return v, nil
+}
+
+func readLimit(r *http.Request) (int, error) {
+	l, err := queryUint(r, "limit", readLimitDefault)
+	if err != nil {
+		return 0, err
+	}
+	if l == 0 || l > readLimitMax {
+		return 0, fmt.Errorf("limit=%d outside 1..%d", l, readLimitMax)
+	}
+	return int(l), nil
+}
+
+func (n *Node) handleEvents(w http.ResponseWriter, r *http.Request) {
+	from, err := queryUint(r, "from", 1)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "malformed", err.Error())
+		return
+	}
+	if from == 0 {
+		from = 1
+	}
+	limit, err := readLimit(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "malformed", err.Error())
+		return
+	}
+	waitMs, err := queryUint(r, "wait_ms", 0)
+	if err != nil || waitMs > waitMsMax {
+		writeError(w, http.StatusBadRequest, "malformed", fmt.Sprintf("wait_ms must be an integer in 0..%d", waitMsMax))
+		return
+	}
+	if waitMs > 0 && n.store.LastPosition() < from {
+		ctx, cancel := context.WithTimeout(r.Context(), time.Duration(waitMs)*time.Millisecond)
+		n.store.Wait(ctx, from)
+		cancel()
+	}
+	evs, next, err := n.store.ReadAll(from, limit)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	writeEvents(w, evs, next)
+}
+
+func writeEvents(w http.ResponseWriter, evs []eventlog.Event, next uint64) {
+	page := eventPage{Events: make([]EventJSON, len(evs)), Next: next}
+	for i := range evs {
+		page.Events[i] = eventJSON(&evs[i])
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (n *Node) handleStream(w http.ResponseWriter, r *http.Request) {
+	stream := r.PathValue("stream")
+	if !ledger.ValidName(stream) {
+		writeError(w, http.StatusBadRequest, "malformed", fmt.Sprintf("stream name %q: 1-128 bytes of [A-Za-z0-9._:@-]", stream))
+		return
+	}
+	backwards := r.URL.Query().Get("backwards") == "true"
+	def := uint64(0)
+	if backwards {
+		def = ^uint64(0)
+	}
+	from, err := queryUint(r, "from", def)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "malformed", err.Error())
+		return
+	}
+	limit, err := readLimit(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "malformed", err.Error())
+		return
+	}
+	evs, next, err := n.store.ReadStream(stream, from, limit, backwards)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	writeEvents(w, evs, next)
+}
+
+// EntryJSON is a committed entry as the API shows it.
+type EntryJSON struct {
+	Seq            uint64   `json:"seq"`
+	View           uint64   `json:"view"`
+	Timestamp      int64    `json:"timestamp"`
+	Digest         string   `json:"digest"`
+	PrevHash       string   `json:"prev_hash"`
+	Hash           string   `json:"hash"`
+	ResultsRoot    string   `json:"results_root"`
+	FirstPosition  uint64   `json:"first_position"`
+	EventCount     uint64   `json:"event_count"`
+	RequestsB64    []string `json:"requests_b64"`
+	ResultsB64     []string `json:"results_b64"`
+	CertificateB64 string   `json:"certificate_b64"`
+}
+
+func entryJSON(e *eventlog.Entry) EntryJSON {
+	out := EntryJSON{
+		Seq: e.Seq, View: e.View, Timestamp: e.Timestamp, Digest: e.Digest.String(), PrevHash: e.PrevHash.String(),
+		Hash: e.Hash.String(), ResultsRoot: e.ResultsRoot.String(), FirstPosition: e.FirstPosition, EventCount: e.EventCount,
+		RequestsB64: make([]string, len(e.Requests)), ResultsB64: make([]string, len(e.Results)),
+		CertificateB64: base64.StdEncoding.EncodeToString(e.Certificate),
+	}
+	for i, b := range e.Requests {
+		out.RequestsB64[i] = base64.StdEncoding.EncodeToString(b)
+	}
+	for i, b := range e.Results {
+		out.ResultsB64[i] = base64.StdEncoding.EncodeToString(b)
+	}
+	return out
+}
+
+func (n *Node) handleEntry(w http.ResponseWriter, r *http.Request) {
+	seq, err := strconv.ParseUint(r.PathValue("seq"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "malformed", fmt.Sprintf("entry seq %q is not a positive integer", r.PathValue("seq")))
+		return
+	}
+	e, err := n.store.Entry(seq)
+	if errors.Is(err, eventlog.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "not_found", fmt.Sprintf("no committed entry %d", seq))
+		return
+	}
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, entryJSON(e))
+}
+
+func (n *Node) handleEntries(w http.ResponseWriter, r *http.Request) {
+	from, err := queryUint(r, "from", 1)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "malformed", err.Error())
+		return
+	}
+	if from == 0 {
+		from = 1
+	}
+	limit, err := readLimit(r)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "malformed", err.Error())
+		return
+	}
+	es, err := n.store.Entries(from, limit)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+		return
+	}
+	out := struct {
+		Entries []EntryJSON `json:"entries"`
+		Next    uint64      `json:"next"`
+	}{Entries: make([]EntryJSON, len(es)), Next: from}
+	for i, e := range es {
+		out.Entries[i] = entryJSON(e)
+		out.Next = e.Seq + 1
+	}
+	writeJSON(w, http.StatusOK, out)
+}

@@ -1,0 +1,299 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ordoledger/ordo/crypto"
+	"github.com/ordoledger/ordo/eventlog"
+	"github.com/ordoledger/ordo/ledger"
+	"github.com/ordoledger/ordo/p2p"
+	"github.com/ordoledger/ordo/pbft"
+)
+
+// Bounds and intervals of the node itself (protocol parameters live in genesis).
+const (
+	tickInterval          = time.Millisecond
+	retransmitInterval    = 500 * time.Millisecond
+	pendingRequestsMax    = 1 << 16
+	inboundQueueLen       = 8192
+	submitQueueLen        = 4096
+	executeQueueLen       = 1024
+	verifiedCacheLen      = 1 << 17
+	driverDrainMax        = 512
+	verifyDrainMax        = 256
+	replyTimeout          = 10 * time.Second
+	shutdownTimeout       = 5 * time.Second
+	httpReadHeaderTimeout = 5 * time.Second
+	fetchEntriesMax       = 256
+	fetchBytesMax         = 8 << 20
+	executedKeepSeqs      = 4096
+)
+
+// Config is everything a node needs; Run builds it from a home directory.
+type Config struct {
+	Genesis   *Genesis
+	Key       crypto.PrivateKey
+	DataDir   string
+	InMemory  bool   // tests: keep the event log in memory
+	APIListen string // host:port for the HTTP API; "" = no HTTP server
+	P2PListen string // multiaddr; "" = this validator's first genesis p2p address
+	Logger    *slog.Logger
+}
+
+// Node is one running validator.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	genesis *Genesis
+	chain   crypto.Digest
+	keys    []crypto.PublicKey
+	self    uint32
+	signer  *crypto.Signer
+
+	store   *eventlog.Log
+	machine *ledger.Machine
+	host    *p2p.Host
+	metrics *metrics
+
+	replica       *pbft.Replica       // owned by the driver goroutine
+	signedKeys    map[uint64][]string // driver: persisted own messages by seq
+	signedCounter uint64              // driver: orders persisted messages
+	lastTimestamp int64               // executor: log time of the applied head
+	verified      *requestCache
+	replies       *replyTracker
+
+	submitCh     chan submission
+	stepCh       chan pbft.Message
+	execCh       chan execItem
+	caughtUpKick chan struct{}
+	fetchKick    chan uint64
+	appliedSeq   atomic.Uint64
+	fetchedUpTo  atomic.Pointer[caughtUpNote]
+
+	status atomic.Pointer[pbft.Status]
+
+	httpServer *http.Server
+	apiAddr    string
+
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	closeMu sync.Once
+}
+
+// New opens storage and the transport and restores protocol state; Start runs it.
+func New(cfg Config) (*Node, error) {
+	if cfg.Genesis == nil {
+		return nil, errors.New("node: no genesis")
+	}
+	if cfg.Key.IsZero() {
+		return nil, errors.New("node: no validator key")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	g := cfg.Genesis
+	self := -1
+	for i, v := range g.Validators {
+		if v.PublicKey == cfg.Key.Public() {
+			self = i
+		}
+	}
+	if self < 0 {
+		return nil, fmt.Errorf("node: key %v is not a validator in genesis %q", cfg.Key.Public(), g.ChainID)
+	}
+	n := &Node{
+		cfg:          cfg,
+		genesis:      g,
+		chain:        g.Hash(),
+		keys:         g.Keys(),
+		self:         uint32(self),
+		log:          cfg.Logger.With("node", g.Validators[self].Name),
+		verified:     newRequestCache(verifiedCacheLen),
+		submitCh:     make(chan submission, submitQueueLen),
+		stepCh:       make(chan pbft.Message, inboundQueueLen),
+		execCh:       make(chan execItem, executeQueueLen),
+		caughtUpKick: make(chan struct{}, 1),
+		fetchKick:    make(chan uint64, 1),
+		stop:         make(chan struct{}),
+	}
+	n.signer = crypto.NewSigner(cfg.Key, n.chain)
+	n.metrics = newMetrics()
+	n.replies = newReplyTracker(pbft.MaxFaulty(len(n.keys)) + 1)
+
+	var err error
+	n.store, err = eventlog.Open(eventlog.Options{
+		Dir:        cfg.DataDir,
+		InMemory:   cfg.InMemory,
+		SyncWrites: true,
+		Genesis:    n.chain,
+		Logger:     n.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node: open event log: %w", err)
+	}
+	n.machine, err = ledger.NewMachine(ledger.Config{})
+	if err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("node: ledger: %w", err)
+	}
+	state, err := n.restoreState()
+	if err != nil {
+		n.store.Close()
+		return nil, err
+	}
+	p := g.Params
+	n.replica, err = pbft.New(pbft.Config{
+		ChainID:            n.chain,
+		Validators:         n.keys,
+		Self:               n.self,
+		Signer:             n.signer,
+		BatchRequestsMax:   p.BatchRequestsMax,
+		BatchBytesMax:      p.BatchBytesMax,
+		BatchDelay:         time.Duration(p.BatchDelayMs) * time.Millisecond,
+		WindowSeqs:         p.WindowSeqs,
+		PendingRequestsMax: pendingRequestsMax,
+		ClockSkewMax:       time.Duration(p.ClockSkewMaxMs) * time.Millisecond,
+		RetransmitInterval: retransmitInterval,
+	}, state)
+	if err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("node: pbft: %w", err)
+	}
+	st := n.replica.Status()
+	n.status.Store(&st)
+
+	listen := cfg.P2PListen
+	if listen == "" {
+		if len(g.Validators[self].P2PAddrs) == 0 {
+			n.store.Close()
+			return nil, errors.New("node: no p2p listen address given and none in genesis for this validator")
+		}
+		listen = g.Validators[self].P2PAddrs[0]
+	}
+	peers := make([]p2p.Peer, len(g.Validators))
+	for i, v := range g.Validators {
+		peers[i] = p2p.Peer{Index: uint32(i), PublicKey: v.PublicKey, Addrs: v.P2PAddrs}
+	}
+	n.host, err = p2p.New(p2p.Config{
+		Key:         cfg.Key,
+		Self:        n.self,
+		Peers:       peers,
+		ListenAddrs: []string{listen},
+		Logger:      n.log,
+	})
+	if err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("node: p2p: %w", err)
+	}
+	n.host.SetRequestHandler(n.serveFetch)
+	return n, nil
+}
+
+// Start runs the node's goroutines and, when configured, the HTTP API.
+func (n *Node) Start() error {
+	if n.cfg.APIListen != "" {
+		ln, err := net.Listen("tcp", n.cfg.APIListen)
+		if err != nil {
+			return fmt.Errorf("node: http listen %s: %w", n.cfg.APIListen, err)
+		}
+		n.apiAddr = ln.Addr().String()
+		n.httpServer = &http.Server{Handler: n.routes(), ReadHeaderTimeout: httpReadHeaderTimeout}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.httpServer.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error("http server stopped", "err", err)
+			}
+		}()
+	}
+	n.host.Start()
+	n.wg.Add(4)
+	go n.runVerifier()
+	go n.runDriver()
+	go n.runExecutor()
+	go n.runFetcher()
+	n.kickFetch(0)
+	n.log.Info("node started", "index", n.self, "peer_id", n.host.PeerID(), "api", n.apiAddr, "executed_seq", n.status.Load().Delivered)
+	return nil
+}
+
+// APIAddr is the address the HTTP API listens on ("" without one).
+func (n *Node) APIAddr() string { return n.apiAddr }
+
+// Close stops the node: HTTP first, then the goroutines, then transport and storage.
+func (n *Node) Close() error {
+	var err error
+	n.closeMu.Do(func() {
+		if n.httpServer != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			n.httpServer.Shutdown(ctx)
+			cancel()
+		}
+		close(n.stop)
+		err = n.host.Close()
+		n.wg.Wait()
+		if cerr := n.store.Close(); err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+// RunConfig is what `ordo node` passes.
+type RunConfig struct {
+	Home      string
+	APIListen string
+	P2PListen string
+	Logger    *slog.Logger
+}
+
+// Run starts a node from a home directory (node.key, genesis.json, data/) and
+// serves until ctx is cancelled.
+func Run(ctx context.Context, rc RunConfig) error {
+	if rc.Home == "" {
+		return errors.New("--home is required")
+	}
+	if _, err := os.Stat(rc.Home); err != nil {
+		return fmt.Errorf("home: %w", err)
+	}
+	key, err := crypto.ReadKeyFile(filepath.Join(rc.Home, "node.key"))
+	if err != nil {
+		return err
+	}
+	g, err := LoadGenesis(filepath.Join(rc.Home, "genesis.json"))
+	if err != nil {
+		return err
+	}
+	api := rc.APIListen
+	if api == "" {
+		api = "127.0.0.1:7700"
+	}
+	n, err := New(Config{
+		Genesis:   g,
+		Key:       key,
+		DataDir:   filepath.Join(rc.Home, "data"),
+		APIListen: api,
+		P2PListen: rc.P2PListen,
+		Logger:    rc.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	if err := n.Start(); err != nil {
+		n.Close()
+		return err
+	}
+	<-ctx.Done()
+	n.log.Info("stopping")
+	return n.Close()
+}
