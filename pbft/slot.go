@@ -1,0 +1,81 @@
+package pbft
+
+import (
+	"time"
+
+	"github.com/ordoledger/ordo/crypto"
+)
+
+// noReplica excludes no replica from a vote count.
+const noReplica = ^uint32(0)
+
+// slotKey names a slot. The view is part of the key so that a view change can
+// keep slots of several views apart.
+type slotKey struct {
+	view, seq uint64
+}
+
+// vote is one replica's PREPARE or COMMIT for a slot; env is nil when the
+// replica has not voted.
+type vote struct {
+	digest crypto.Digest
+	env    *Envelope
+}
+
+// slot is the agreement state of one (view, seq).
+type slot struct {
+	view, seq uint64
+	// accepted: digest is the one this replica accepted (or proposed, or
+	// signed before a restart) for (view, seq); it never signs another.
+	accepted bool
+	digest   crypto.Digest
+	// The batch, once a PRE-PREPARE carrying it was accepted. A replica that
+	// restarted knows the digest it prepared but may lack the batch.
+	batch     [][]byte
+	timestamp int64
+	reqHashes []crypto.Digest
+	// Votes indexed by replica: the first vote of each replica wins.
+	prepares []vote
+	commits  []vote
+	// This replica's own signed envelopes, for retransmission.
+	ownPrePrepare *Envelope
+	ownPrepare    *Envelope
+	ownCommit     *Envelope
+	progressAt    time.Time
+	retransmitAt  time.Time
+}
+
+func newSlot(view, seq uint64, n int, now time.Time) *slot {
+	votes := make([]vote, 2*n)
+	return &slot{view: view, seq: seq, prepares: votes[:n:n], commits: votes[n:], progressAt: now}
+}
+
+func (sl *slot) setBatch(env *Envelope, timestamp int64, hashes []crypto.Digest) {
+	sl.batch = env.Batch
+	sl.timestamp = timestamp
+	sl.reqHashes = hashes
+}
+
+// matching counts the distinct replicas, other than except, whose vote
+// matches the accepted digest. Votes are indexed by replica, so a replica is
+// counted once however often its message arrives.
+func (sl *slot) matching(votes []vote, except uint32) int {
+	c := 0
+	for i, v := range votes {
+		if v.env != nil && uint32(i) != except && v.digest == sl.digest {
+			c++
+		}
+	}
+	return c
+}
+
+// certificate collects every matching COMMIT, in replica order.
+func (sl *slot) certificate() Certificate {
+	cert := Certificate{View: sl.view, Seq: sl.seq, Digest: sl.digest, Timestamp: sl.timestamp}
+	for _, v := range sl.commits {
+		if v.env != nil && v.digest == sl.digest {
+			cert.Commits = append(cert.Commits, *v.env)
+		}
+	}
+	return cert
+}
