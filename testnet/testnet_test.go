@@ -1,0 +1,178 @@
+package testnet
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// env is one testnet in a temporary directory, driven through the script.
+type env struct {
+	t    *testing.T
+	dir  string
+	port int
+	ordo string
+}
+
+// freeBase finds a base port P such that P..P+n-1 and P+100..P+100+n-1 are free.
+func freeBase(t *testing.T, n int) int {
+	t.Helper()
+	for p := 20000 + os.Getpid()%20000; p < 60000; p += 211 {
+		ok := true
+		for i := 0; i < n && ok; i++ {
+			for _, port := range []int{p + i, p + 100 + i} {
+				ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+				if err != nil {
+					ok = false
+					break
+				}
+				ln.Close()
+			}
+		}
+		if ok {
+			return p
+		}
+	}
+	t.Fatal("no free port range")
+	return 0
+}
+
+func (e *env) script(args ...string) string {
+	e.t.Helper()
+	all := append(args, "--dir", e.dir)
+	if args[0] == "up" || args[0] == "demo" {
+		all = append(all, "--base-port", fmt.Sprint(e.port))
+	}
+	cmd := exec.Command("bash", append([]string{"testnet.sh"}, all...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		e.t.Fatalf("testnet.sh %s: %v\n%s", strings.Join(all, " "), err, out.String())
+	}
+	return out.String()
+}
+
+func (e *env) ordoCmd(args ...string) ([]byte, error) {
+	cmd := exec.Command(e.ordo, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("ordo %s: %v: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return out, nil
+}
+
+func (e *env) api(i int) string { return fmt.Sprintf("http://127.0.0.1:%d", e.port+i) }
+
+func (e *env) appendEvent(node int, stream string, n int) {
+	e.t.Helper()
+	out, err := e.ordoCmd("append", "--node", e.api(node), "--key", filepath.Join(e.dir, "client.key"),
+		"--stream", stream, "--type", "tested", "--data", fmt.Sprintf(`{"n":%d}`, n))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var res struct {
+		Positions []uint64 `json:"positions"`
+		Replies   int      `json:"replies"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil || len(res.Positions) != 1 || res.Replies < 2 {
+		e.t.Fatalf("append output %q: %v", out, err)
+	}
+}
+
+type status struct {
+	ExecutedSeq uint64 `json:"executed_seq"`
+	HeadHash    string `json:"head_hash"`
+}
+
+func (e *env) status(i int) (status, error) {
+	var st status
+	out, err := e.ordoCmd("status", "--node", e.api(i))
+	if err != nil {
+		return st, err
+	}
+	return st, json.Unmarshal(out, &st)
+}
+
+// converged waits until every node reports the same executed seq and head.
+func (e *env) converged(n int, deadline time.Duration) status {
+	e.t.Helper()
+	end := time.Now().Add(deadline)
+	for {
+		var first status
+		same := true
+		for i := 0; i < n; i++ {
+			st, err := e.status(i)
+			if err != nil {
+				same = false
+				break
+			}
+			if i == 0 {
+				first = st
+			} else if st != first {
+				same = false
+			}
+		}
+		if same {
+			return first
+		}
+		if time.Now().After(end) {
+			e.t.Fatalf("nodes did not converge within %v:\n%s", deadline, e.script("status"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestTestnetProcesses runs four `ordo node` processes through the script:
+// appends through different nodes, a backup killed with SIGKILL, appends
+// without it, its restart and catch-up, and `ordo verify` on every node.
+func TestTestnetProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs four processes; covered in the full run")
+	}
+	e := &env{t: t, dir: t.TempDir(), port: freeBase(t, 4)}
+	e.ordo = filepath.Join(e.dir, "bin", "ordo")
+	e.script("up", "--nodes", "4")
+	t.Cleanup(func() { e.script("down") })
+
+	for i := 0; i < 8; i++ {
+		e.appendEvent(i%4, "orders", i)
+	}
+	before := e.converged(4, 20*time.Second)
+
+	e.script("kill", "3")
+	for i := 0; i < 6; i++ {
+		e.appendEvent(i%3, "orders", 100+i)
+	}
+	e.script("start", "3")
+	after := e.converged(4, 30*time.Second)
+	if after.ExecutedSeq <= before.ExecutedSeq {
+		t.Fatalf("no progress while node 3 was down: %d then %d", before.ExecutedSeq, after.ExecutedSeq)
+	}
+	for i := 0; i < 4; i++ {
+		out, err := e.ordoCmd("verify", "--node", e.api(i), "--genesis", filepath.Join(e.dir, "genesis.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var v struct {
+			Entries uint64 `json:"entries"`
+			Events  uint64 `json:"events"`
+			Head    string `json:"head"`
+			OK      bool   `json:"ok"`
+		}
+		if err := json.Unmarshal(out, &v); err != nil {
+			t.Fatalf("verify output %q: %v", out, err)
+		}
+		if !v.OK || v.Head != after.HeadHash || v.Events != 14 {
+			t.Fatalf("node %d: verify %+v, want ok with head %s and 14 events", i, v, after.HeadHash)
+		}
+	}
+}
