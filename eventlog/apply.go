@@ -1,0 +1,277 @@
+package eventlog
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/ordoledger/ordo/codec"
+	"github.com/ordoledger/ordo/crypto"
+)
+
+// Apply runs exec inside one badger transaction, then writes the entry (results,
+// results root, hash link, first position, event count), every event and index
+// exec produced, and the head marker in that same transaction, and commits. With
+// SyncWrites the batch is on disk when Apply returns. Anything but
+// h.Seq == Applied()+1 is refused with ErrOutOfOrder. If exec fails, nothing is
+// written and the head does not move. exec must return one result per request.
+func (l *Log) Apply(h EntryHeader, exec func(tx *Tx) (results [][]byte, err error)) (*Entry, error) {
+	if exec == nil {
+		return nil, fmt.Errorf("apply entry %d: no executor", h.Seq)
+	}
+	l.applyMu.Lock()
+	defer l.applyMu.Unlock()
+	l.mu.Lock()
+	cur, closed := l.head, l.closed
+	l.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("apply entry %d: %w", h.Seq, ErrClosed)
+	}
+	if h.Seq != cur.Seq+1 {
+		return nil, fmt.Errorf("apply entry %d at head %d: %w", h.Seq, cur.Seq, ErrOutOfOrder)
+	}
+
+	txn := l.db.NewTransaction(true)
+	defer txn.Discard()
+	tx := &Tx{txn: txn, seq: h.Seq, timestamp: h.Timestamp, nextPosition: cur.LastPosition + 1}
+	results, err := exec(tx)
+	tx.done = true
+	if err != nil {
+		return nil, fmt.Errorf("apply entry %d: %w", h.Seq, err)
+	}
+	if len(results) != len(h.Requests) {
+		return nil, fmt.Errorf("apply entry %d: executor returned %d results for %d requests", h.Seq, len(results), len(h.Requests))
+	}
+
+	e := &Entry{
+		Seq:           h.Seq,
+		View:          h.View,
+		Timestamp:     h.Timestamp,
+		Digest:        h.Digest,
+		Requests:      h.Requests,
+		Certificate:   h.Certificate,
+		Results:       results,
+		ResultsRoot:   crypto.MerkleRoot(results),
+		PrevHash:      cur.Hash,
+		FirstPosition: cur.LastPosition + 1,
+		EventCount:    tx.nextPosition - (cur.LastPosition + 1),
+	}
+	e.Hash = EntryHash(e.PrevHash, e.Seq, e.Digest, e.ResultsRoot)
+	val, err := codec.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("apply entry %d: %w", h.Seq, err)
+	}
+	next := head{Seq: e.Seq, Hash: e.Hash, LastPosition: tx.nextPosition - 1}
+	if err := tx.write(entryKey(e.Seq), val); err != nil {
+		return nil, fmt.Errorf("apply entry %d: %w", h.Seq, err)
+	}
+	if err := tx.write(keyHead, marshalHead(next)); err != nil {
+		return nil, fmt.Errorf("apply entry %d: %w", h.Seq, err)
+	}
+	if err := txn.Commit(); err != nil {
+		return nil, fmt.Errorf("apply entry %d: commit: %w", h.Seq, tooBig(err))
+	}
+	l.advance(next)
+	return e, nil
+}
+
+// tooBig marks badger's transaction-size error with ErrBatchTooBig.
+func tooBig(err error) error {
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		return fmt.Errorf("%w: %w", ErrBatchTooBig, err)
+	}
+	return err
+}
+
+// Tx is what an executor may do inside Apply. It is valid only while the exec
+// function runs and only from the goroutine that called Apply.
+type Tx struct {
+	txn          *badger.Txn
+	seq          uint64
+	timestamp    int64
+	nextPosition uint64
+	done         bool
+}
+
+// Seq is the seq of the entry being applied.
+func (tx *Tx) Seq() uint64 { return tx.seq }
+
+// Timestamp is the entry's agreed log time, Unix nanoseconds.
+func (tx *Tx) Timestamp() int64 { return tx.timestamp }
+
+func (tx *Tx) check() error {
+	if tx.done {
+		return errors.New("eventlog: Tx used after its Apply's exec returned")
+	}
+	return nil
+}
+
+func (tx *Tx) get(key []byte) ([]byte, bool, error) {
+	if err := tx.check(); err != nil {
+		return nil, false, err
+	}
+	return get(tx.txn, key)
+}
+
+func (tx *Tx) set(key, val []byte) error {
+	if err := tx.check(); err != nil {
+		return err
+	}
+	return tx.write(key, val)
+}
+
+// write sets a key without the liveness check: Apply itself writes the entry
+// after exec has returned.
+func (tx *Tx) write(key, val []byte) error {
+	if err := tx.txn.Set(key, val); err != nil {
+		return fmt.Errorf("entry %d: set %x: %w", tx.seq, key[:1], tooBig(err))
+	}
+	return nil
+}
+
+// StreamVersion is the version of the stream's last event, -1 when the stream
+// has no events.
+func (tx *Tx) StreamVersion(stream string) (int64, error) {
+	if err := checkStreamName(stream); err != nil {
+		return 0, err
+	}
+	v, found, err := tx.get(streamHeadKey(stream))
+	if err != nil || !found {
+		return -1, err
+	}
+	ver, err := decodeU64("stream head "+stream, v)
+	if err != nil {
+		return 0, err
+	}
+	return int64(ver), nil
+}
+
+// EventByID says where an event ID lives, if anywhere.
+func (tx *Tx) EventByID(id [16]byte) (EventRef, bool, error) {
+	v, found, err := tx.get(idKey(id))
+	if err != nil || !found {
+		return EventRef{}, false, err
+	}
+	r, err := decodeEventRef(id, v)
+	if err != nil {
+		return EventRef{}, false, err
+	}
+	return r, true, nil
+}
+
+// AppendEvents appends evs to stream as the next versions and global positions.
+// The executor has already validated the stream name, the IDs and the expected
+// version; a stream name the key layout cannot hold or an ID that already
+// exists is refused here too, so the indexes can never be made inconsistent.
+func (tx *Tx) AppendEvents(stream string, evs []NewEvent) (positions []uint64, lastVersion uint64, err error) {
+	if len(evs) == 0 {
+		return nil, 0, fmt.Errorf("append to %s: no events", stream)
+	}
+	cur, err := tx.StreamVersion(stream)
+	if err != nil {
+		return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
+	}
+	positions = make([]uint64, 0, len(evs))
+	version := uint64(cur + 1)
+	for i := range evs {
+		ne := &evs[i]
+		if _, exists, err := tx.get(idKey(ne.ID)); err != nil {
+			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
+		} else if exists {
+			return nil, 0, fmt.Errorf("append to %s: event id %x already exists", stream, ne.ID)
+		}
+		pos := tx.nextPosition
+		ev := Event{
+			Position:    pos,
+			Stream:      stream,
+			Version:     version,
+			ID:          ne.ID,
+			Type:        ne.Type,
+			ContentType: ne.ContentType,
+			Data:        bytes.Clone(ne.Data),
+			Metadata:    bytes.Clone(ne.Metadata),
+			EntrySeq:    tx.seq,
+			Timestamp:   tx.timestamp,
+		}
+		val, err := codec.Marshal(&ev)
+		if err != nil {
+			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
+		}
+		ref, err := codec.Marshal(&EventRef{Stream: stream, Position: pos, Version: version, ContentHash: ne.ContentHash})
+		if err != nil {
+			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
+		}
+		if err := tx.set(eventKey(pos), val); err != nil {
+			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
+		}
+		if err := tx.set(streamKey(stream, version), u64(pos)); err != nil {
+			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
+		}
+		if err := tx.set(idKey(ne.ID), ref); err != nil {
+			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
+		}
+		positions = append(positions, pos)
+		tx.nextPosition++
+		version++
+	}
+	lastVersion = version - 1
+	if err := tx.set(streamHeadKey(stream), u64(lastVersion)); err != nil {
+		return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
+	}
+	return positions, lastVersion, nil
+}
+
+// Get reads a key of the replicated executor state.
+func (tx *Tx) Get(key []byte) ([]byte, bool, error) {
+	k, err := stateKey(key)
+	if err != nil {
+		return nil, false, err
+	}
+	return tx.get(k)
+}
+
+// Set writes a key of the replicated executor state. The log keeps its own
+// copies of key and value.
+func (tx *Tx) Set(key, value []byte) error {
+	k, err := stateKey(key)
+	if err != nil {
+		return err
+	}
+	return tx.set(k, bytes.Clone(value))
+}
+
+// Delete removes a key of the replicated executor state.
+func (tx *Tx) Delete(key []byte) error {
+	k, err := stateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := tx.check(); err != nil {
+		return err
+	}
+	if err := tx.txn.Delete(k); err != nil {
+		return fmt.Errorf("entry %d: delete state key: %w", tx.seq, tooBig(err))
+	}
+	return nil
+}
+
+// Keys returns up to limit keys of the replicated executor state that start
+// with prefix, in key order (this transaction's own writes included).
+func (tx *Tx) Keys(prefix []byte, limit int) ([][]byte, error) {
+	if err := tx.check(); err != nil {
+		return nil, err
+	}
+	if limit <= 0 {
+		return nil, fmt.Errorf("state keys: limit %d must be positive", limit)
+	}
+	p := append([]byte{prefixState}, prefix...)
+	it := tx.txn.NewIterator(badger.IteratorOptions{Prefix: p})
+	defer it.Close()
+	var keys [][]byte
+	for it.Seek(p); it.ValidForPrefix(p) && len(keys) < limit; it.Next() {
+		keys = append(keys, it.Item().KeyCopy(nil)[1:])
+	}
+	return keys, nil
+}

@@ -1,0 +1,132 @@
+package eventlog
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"hash"
+	"slices"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/ordoledger/ordo/crypto"
+)
+
+// PutMeta writes and deletes keys of the node's protocol-state key space in one
+// transaction, keys in sorted order. With sync the change is on disk when
+// PutMeta returns (a log opened with SyncWrites syncs every commit anyway).
+// A key both set and deleted is refused.
+func (l *Log) PutMeta(set map[string][]byte, del []string, sync bool) error {
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	dels := slices.Clone(del)
+	slices.Sort(dels)
+	for _, k := range dels {
+		if _, both := set[k]; both {
+			return fmt.Errorf("put meta: key %q both set and deleted", k)
+		}
+	}
+	txn := l.db.NewTransaction(true)
+	defer txn.Discard()
+	for _, k := range keys {
+		mk, err := metaKey(k)
+		if err != nil {
+			return fmt.Errorf("put meta: %w", err)
+		}
+		if err := txn.Set(mk, slices.Clone(set[k])); err != nil {
+			return fmt.Errorf("put meta %q: %w", k, tooBig(err))
+		}
+	}
+	for _, k := range dels {
+		mk, err := metaKey(k)
+		if err != nil {
+			return fmt.Errorf("put meta: %w", err)
+		}
+		if err := txn.Delete(mk); err != nil {
+			return fmt.Errorf("delete meta %q: %w", k, tooBig(err))
+		}
+	}
+	if err := txn.Commit(); err != nil {
+		return fmt.Errorf("put meta: commit: %w", tooBig(err))
+	}
+	if sync && !l.opts.SyncWrites && !l.opts.InMemory {
+		if err := l.db.Sync(); err != nil {
+			return fmt.Errorf("put meta: sync: %w", err)
+		}
+	}
+	return nil
+}
+
+// GetMeta reads one protocol-state key.
+func (l *Log) GetMeta(key string) ([]byte, bool, error) {
+	mk, err := metaKey(key)
+	if err != nil {
+		return nil, false, fmt.Errorf("get meta: %w", err)
+	}
+	var (
+		v     []byte
+		found bool
+	)
+	err = l.db.View(func(txn *badger.Txn) error {
+		v, found, err = get(txn, mk)
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("get meta %q: %w", key, err)
+	}
+	return v, found, nil
+}
+
+// ScanMeta calls fn for every protocol-state key starting with prefix, in key
+// order, with a copy of its value; it stops at fn's first error.
+func (l *Log) ScanMeta(prefix string, fn func(key string, val []byte) error) error {
+	p := append([]byte{prefixMeta}, prefix...)
+	return l.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
+		defer it.Close()
+		for it.Seek(p); it.ValidForPrefix(p); it.Next() {
+			item := it.Item()
+			key := string(item.Key()[1:])
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return fmt.Errorf("scan meta %q: %w", key, err)
+			}
+			if err := fn(key, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// stateDomain separates state digests from every other SHA-256 in ordo.
+const stateDomain = "ordo/state"
+
+// stateHasher hashes key/value pairs with length prefixes, so that no two
+// different states share a byte string.
+type stateHasher struct{ h hash.Hash }
+
+func newStateHasher() *stateHasher {
+	h := sha256.New()
+	h.Write([]byte(stateDomain))
+	return &stateHasher{h: h}
+}
+
+func (s *stateHasher) add(key, val []byte) {
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(key)))
+	s.h.Write(n[:])
+	s.h.Write(key)
+	binary.BigEndian.PutUint64(n[:], uint64(len(val)))
+	s.h.Write(n[:])
+	s.h.Write(val)
+}
+
+func (s *stateHasher) sum() crypto.Digest {
+	var d crypto.Digest
+	s.h.Sum(d[:0])
+	return d
+}

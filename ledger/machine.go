@@ -1,0 +1,188 @@
+package ledger
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/ordoledger/ordo/codec"
+	"github.com/ordoledger/ordo/crypto"
+	"github.com/ordoledger/ordo/eventlog"
+	"github.com/ordoledger/ordo/pbft"
+)
+
+// Bounds that are not configuration: they are part of the command format.
+const (
+	// NameBytesMax bounds stream names (and later account and transfer ids).
+	NameBytesMax = 128
+	// EventTypeBytesMax bounds an event's type.
+	EventTypeBytesMax = 128
+)
+
+// Config bounds the state machine. Every replica must run with the same
+// Config (it comes from the genesis): it changes results.
+type Config struct {
+	// ClientWindow is how many executed requests' results are kept per client
+	// for at-most-once execution.
+	ClientWindow int `json:"client_window"`
+	// EventsPerAppendMax bounds the events of one append.
+	EventsPerAppendMax int `json:"events_per_append_max"`
+	// EventBytesMax bounds one event's data plus metadata.
+	EventBytesMax int `json:"event_bytes_max"`
+}
+
+// Upper limits for Config values.
+const (
+	clientWindowLimit = 1 << 20
+	// eventsPerAppendLimit is what the strict decoder lets through anyway.
+	eventsPerAppendLimit = codec.MaxArrayElements
+	eventBytesLimit      = 1 << 20
+)
+
+// DefaultConfig is the configuration a new genesis gets.
+func DefaultConfig() Config {
+	return Config{ClientWindow: 4096, EventsPerAppendMax: 1000, EventBytesMax: 64 << 10}
+}
+
+// Validate checks every bound once.
+func (c Config) Validate() error {
+	switch {
+	case c.ClientWindow < 1 || c.ClientWindow > clientWindowLimit:
+		return fmt.Errorf("ledger: client_window %d outside 1..%d", c.ClientWindow, clientWindowLimit)
+	case c.EventsPerAppendMax < 1 || c.EventsPerAppendMax > eventsPerAppendLimit:
+		return fmt.Errorf("ledger: events_per_append_max %d outside 1..%d", c.EventsPerAppendMax, eventsPerAppendLimit)
+	case c.EventBytesMax < 1 || c.EventBytesMax > eventBytesLimit:
+		return fmt.Errorf("ledger: event_bytes_max %d outside 1..%d", c.EventBytesMax, eventBytesLimit)
+	}
+	return nil
+}
+
+// Request is one committed client request as the machine sees it.
+type Request struct {
+	Client    crypto.PublicKey
+	ClientSeq uint64
+	// Hash is crypto.Hash of the encoded SignedRequest: what Result.RequestHash
+	// binds the result to.
+	Hash    crypto.Digest
+	Command []byte
+}
+
+// DecodeBatch turns a committed batch's encoded SignedRequests into Requests.
+// Replicas check every request before they agree on a batch, so a failure here
+// means the batch did not come through consensus.
+func DecodeBatch(batch [][]byte) ([]Request, error) {
+	reqs := make([]Request, len(batch))
+	for i, raw := range batch {
+		_, r, err := pbft.DecodeRequest(raw)
+		if err != nil {
+			return nil, fmt.Errorf("batch request %d: %w", i, err)
+		}
+		reqs[i] = Request{Client: r.Client, ClientSeq: r.Seq, Hash: crypto.Hash(raw), Command: r.Command}
+	}
+	return reqs, nil
+}
+
+// Machine executes committed batches. It holds no state of its own: all of it
+// lives in the log's replicated key space, so a Machine is safe to share.
+type Machine struct {
+	cfg Config
+}
+
+// NewMachine checks cfg and builds a Machine.
+func NewMachine(cfg Config) (*Machine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Machine{cfg: cfg}, nil
+}
+
+// Execute runs one committed batch inside tx and returns one encoded Result per
+// request, in order. An error means storage failed; the batch must not commit.
+func (m *Machine) Execute(tx *eventlog.Tx, reqs []Request) ([][]byte, error) {
+	if tx == nil {
+		return nil, errors.New("execute: nil transaction")
+	}
+	results := make([][]byte, len(reqs))
+	for i := range reqs {
+		r, err := m.executeOnce(tx, &reqs[i])
+		if err != nil {
+			return nil, fmt.Errorf("execute request %d (client %v seq %d): %w", i, reqs[i].Client, reqs[i].ClientSeq, err)
+		}
+		results[i] = r
+	}
+	return results, nil
+}
+
+// executeOnce gives a request at-most-once semantics: a (client, seq) already
+// executed gets its stored result back, byte for byte, and changes nothing.
+func (m *Machine) executeOnce(tx *eventlog.Tx, req *Request) ([]byte, error) {
+	rk := resultKey(req.Client, req.ClientSeq)
+	if stored, found, err := tx.Get(rk); err != nil {
+		return nil, err
+	} else if found {
+		return stored, nil
+	}
+	cs, err := loadClient(tx, req.Client)
+	if err != nil {
+		return nil, err
+	}
+	if cs.count >= uint64(m.cfg.ClientWindow) && req.ClientSeq < cs.low[0] {
+		res := Result{
+			RequestHash:   req.Hash,
+			Code:          CodeSeqTooOld,
+			Message:       fmt.Sprintf("client seq %d is below %d, the lowest of the %d this client's results are kept for", req.ClientSeq, cs.low[0], cs.count),
+			StreamVersion: -1,
+			EntrySeq:      tx.Seq(),
+		}
+		return codec.MustMarshal(&res), nil
+	}
+	res, err := m.execute(tx, req)
+	if err != nil {
+		return nil, err
+	}
+	enc := codec.MustMarshal(&res)
+	if err := tx.Set(rk, enc); err != nil {
+		return nil, err
+	}
+	if err := cs.record(tx, req.Client, req.ClientSeq, uint64(m.cfg.ClientWindow)); err != nil {
+		return nil, err
+	}
+	return enc, nil
+}
+
+// execute runs the command itself.
+func (m *Machine) execute(tx *eventlog.Tx, req *Request) (Result, error) {
+	var cmd Command
+	if err := codec.Unmarshal(req.Command, &cmd); err != nil {
+		// The decoder's own message is left out: results are replicated, and
+		// their bytes must not depend on a library's wording.
+		return badCommand(tx, req, "command is not a valid encoded Command"), nil
+	}
+	switch {
+	case cmd.Append != nil:
+		return m.append(tx, req, cmd.Append)
+	default:
+		return badCommand(tx, req, "command names no operation"), nil
+	}
+}
+
+func badCommand(tx *eventlog.Tx, req *Request, msg string) Result {
+	return Result{RequestHash: req.Hash, Code: CodeBadCommand, Message: msg, StreamVersion: -1, EntrySeq: tx.Seq()}
+}
+
+// ValidName reports whether s is a valid identifier (stream name, account or
+// transfer id): 1–128 bytes of [A-Za-z0-9._:@-].
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > NameBytesMax {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.', c == '_', c == ':', c == '@', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
