@@ -175,6 +175,13 @@ func (Send) isAction()      {}
 func (Deliver) isAction()   {}
 func (Fetch) isAction()     {}
 
+// recentCommit is this replica's COMMIT for a delivered seq (env nil if it
+// delivered without signing one).
+type recentCommit struct {
+	seq uint64
+	env *Envelope
+}
+
 // Replica is one PBFT replica's protocol state. It is not safe for
 // concurrent use: the node drives it from one loop.
 type Replica struct {
@@ -206,6 +213,10 @@ type Replica struct {
 	// of any message it sent. They detect that this replica fell behind.
 	commitSeqMax []uint64
 	seqSeenMax   []uint64
+
+	// recentCommits[seq % WindowSeqs] is this replica's COMMIT for a
+	// recently delivered seq, kept to answer a replica still waiting for it.
+	recentCommits []recentCommit
 
 	committedMax  uint64
 	equivocations uint64
@@ -239,6 +250,7 @@ func New(cfg Config, st State) (*Replica, error) {
 		proposedTS:    st.LastTimestamp,
 		commitSeqMax:  make([]uint64, n),
 		seqSeenMax:    make([]uint64, n),
+		recentCommits: make([]recentCommit, cfg.WindowSeqs),
 		committedMax:  st.Delivered,
 	}
 	for i := range st.Signed {
@@ -427,7 +439,7 @@ func (r *Replica) stepPrePrepare(pp *PrePrepare, env *Envelope) {
 		r.dropped++
 		return
 	}
-	if !r.noteSeq(pp.Replica, pp.Seq) {
+	if !r.noteSeq(KindPrePrepare, pp.Replica, pp.Seq) {
 		return
 	}
 	sl := r.slots[slotKey{view: pp.View, seq: pp.Seq}]
@@ -449,7 +461,11 @@ func (r *Replica) stepPrePrepare(pp *PrePrepare, env *Envelope) {
 	if sl == nil {
 		sl = r.slotFor(pp.View, pp.Seq)
 	}
-	if !sl.accepted {
+	if sl.accepted {
+		// Restored after a restart: this replica prepared the digest before
+		// and may never have sent its vote.
+		r.resend(sl, pp.Replica)
+	} else {
 		sl.accepted = true
 		sl.digest = pp.Digest
 		sl.ownPrepare = r.sign(KindPrepare, &Prepare{View: pp.View, Seq: pp.Seq, Digest: pp.Digest, Replica: r.cfg.Self}, nil)
@@ -517,7 +533,7 @@ func (r *Replica) stepVote(kind Kind, from uint32, view, seq uint64, digest cryp
 	if kind == KindCommit {
 		r.commitSeqMax[from] = max(r.commitSeqMax[from], seq)
 	}
-	if !r.noteSeq(from, seq) {
+	if !r.noteSeq(kind, from, seq) {
 		return
 	}
 	sl := r.slotFor(view, seq)
@@ -538,19 +554,37 @@ func (r *Replica) stepVote(kind Kind, from uint32, view, seq uint64, digest cryp
 	r.advance(sl)
 }
 
-// noteSeq records that replica from sent a message for seq and reports whether
-// seq is in the window. Messages beyond the window from f+1 replicas mean this
-// replica is behind.
-func (r *Replica) noteSeq(from uint32, seq uint64) bool {
+// noteSeq records that replica from sent a message of kind for seq and
+// reports whether seq is in the window. Messages beyond the window from f+1
+// replicas mean this replica is behind.
+func (r *Replica) noteSeq(kind Kind, from uint32, seq uint64) bool {
 	r.seqSeenMax[from] = max(r.seqSeenMax[from], seq)
 	if r.inWindow(seq) {
 		return true
 	}
 	r.dropped++
-	if seq > r.delivered && r.countAbove(r.seqSeenMax, r.delivered+r.cfg.WindowSeqs) > r.f {
+	switch {
+	case seq <= r.delivered:
+		r.answerStale(kind, from, seq)
+	case r.countAbove(r.seqSeenMax, r.delivered+r.cfg.WindowSeqs) > r.f:
 		r.fetch()
 	}
 	return false
+}
+
+// answerStale helps a replica that still retransmits for a seq this replica
+// delivered: it lost the COMMITs, and the slot is gone here, so send it the
+// kept COMMIT. Only PRE-PREPAREs and PREPAREs are answered, never COMMITs:
+// the answer is a COMMIT, so two replicas can never answer each other forever.
+func (r *Replica) answerStale(kind Kind, from uint32, seq uint64) {
+	if kind == KindCommit || r.delivered-seq >= r.cfg.WindowSeqs {
+		return
+	}
+	rc := r.recentCommits[seq%r.cfg.WindowSeqs]
+	if rc.env == nil || rc.seq != seq {
+		return
+	}
+	r.out = append(r.out, Send{To: from, Env: rc.env})
 }
 
 // countAbove counts the other replicas whose entry in perReplica is above seq.
@@ -616,6 +650,7 @@ func (r *Replica) deliverReady() {
 		r.deliveredAt = r.now
 		delete(r.slots, k)
 		r.pending.remove(sl.reqHashes)
+		r.recentCommits[sl.seq%r.cfg.WindowSeqs] = recentCommit{seq: sl.seq, env: sl.ownCommit}
 	}
 }
 

@@ -1,30 +1,774 @@
 package pbft
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/ordoledger/ordo/crypto"
 )
 
 func TestCommitInOrderOnAllReplicas(t *testing.T) {
 	for _, n := range []int{4, 7} {
 		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
 			s := newSim(t, simOptions{n: n, seed: 1})
-			s.runFor(5*time.Millisecond, func() bool { return false })
+			s.delayMax = 3 * time.Millisecond // reorders messages
+			s.tick(5 * time.Millisecond)
 			const total = 40
+			var order [][]byte
 			for i := range total {
-				if err := s.submit(s.request([]byte(fmt.Sprintf("cmd-%d", i)))); err != nil {
+				raw := s.request([]byte(fmt.Sprintf("cmd-%d", i)))
+				order = append(order, raw)
+				if err := s.submit(raw); err != nil {
 					t.Fatal(err)
 				}
 				s.step()
 			}
 			s.runUntil(time.Second, "all requests applied everywhere", s.allApplied(total))
+			var got [][]byte
+			for _, d := range s.log {
+				got = append(got, d.Batch...)
+			}
+			if len(got) != total {
+				t.Fatalf("log holds %d requests, want %d", len(got), total)
+			}
+			for i := range got {
+				if !bytes.Equal(got[i], order[i]) {
+					t.Fatalf("request %d out of submission order", i)
+				}
+			}
 			for _, node := range s.nodes {
 				st := node.r.Status()
-				if st.Delivered != uint64(len(s.log)) || st.Pending != 0 || st.InFlight != 0 {
+				if st.Delivered != uint64(len(s.log)) || st.Committed != st.Delivered || st.Pending != 0 || st.InFlight != 0 {
 					t.Fatalf("replica %d: status %+v after everything committed (log %d)", node.id, st, len(s.log))
 				}
 			}
 		})
+	}
+}
+
+func TestIdlePrimaryProposesImmediately(t *testing.T) {
+	s := newSim(t, simOptions{n: 4, seed: 2, cfg: func(c *Config) { c.BatchDelay = time.Second }})
+	s.isolateAll()
+	primary := s.nodes[0].r
+
+	// Before the first Tick the primary has no time to stamp a batch with.
+	acts, err := primary.Submit(s.request([]byte("early")))
+	s.apply(0, acts)
+	if err != nil || len(sent(acts, KindPrePrepare)) != 0 {
+		t.Fatalf("proposal before any Tick: %v, %v", acts, err)
+	}
+	acts = s.tickOne(0, time.Millisecond)
+	pps := sent(acts, KindPrePrepare)
+	if len(pps) != 1 || len(pps[0].Batch) != 1 {
+		t.Fatalf("first Tick: %d pre-prepares, want 1 of 1 request", len(pps))
+	}
+	p, ok := acts[0].(Persist)
+	if !ok || len(p.Envelopes) != 1 || p.Envelopes[0] != pps[0] {
+		t.Fatalf("pre-prepare not persisted first: %v", acts)
+	}
+
+	// Idle again once seq 1 is out of the way? No: it is still in flight, so
+	// the next request waits (BatchDelay is long).
+	acts, _ = primary.Submit(s.request([]byte("busy")))
+	s.apply(0, acts)
+	if len(sent(acts, KindPrePrepare)) != 0 {
+		t.Fatal("a busy primary proposed at once")
+	}
+	// A backup never proposes.
+	acts, _ = s.nodes[1].r.Submit(s.request([]byte("backup")))
+	s.tickOne(1, time.Second)
+	if len(sent(acts, KindPrePrepare)) != 0 || s.nodes[1].r.Status().InFlight != 0 {
+		t.Fatal("a backup proposed")
+	}
+
+	// With the network up, an idle primary proposes on Submit.
+	s2 := newSim(t, simOptions{n: 4, seed: 2, cfg: func(c *Config) { c.BatchDelay = time.Second }})
+	s2.tick(time.Millisecond)
+	acts, _ = s2.nodes[0].r.Submit(s2.request([]byte("now")))
+	s2.apply(0, acts)
+	if len(sent(acts, KindPrePrepare)) != 1 {
+		t.Fatalf("idle primary did not propose on Submit: %v", acts)
+	}
+	start := s2.now
+	s2.runUntil(time.Second, "committed", s2.allApplied(1))
+	if took := s2.now.Sub(start); took >= time.Second/2 {
+		t.Fatalf("idle request took %v, as if it waited for BatchDelay", took)
+	}
+}
+
+func TestBatchCutByCount(t *testing.T) {
+	s := newSim(t, simOptions{n: 4, seed: 3, cfg: func(c *Config) {
+		c.BatchRequestsMax = 4
+		c.BatchDelay = time.Second
+	}})
+	s.isolateAll()
+	s.tickOne(0, time.Millisecond)
+	primary := s.nodes[0].r
+	submit := func(i int) []Action {
+		acts, err := primary.Submit(s.request([]byte(fmt.Sprintf("r%d", i))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.apply(0, acts)
+		return acts
+	}
+	if len(sent(submit(0), KindPrePrepare)) != 1 {
+		t.Fatal("idle primary did not propose")
+	}
+	for i := 1; i <= 3; i++ {
+		if len(sent(submit(i), KindPrePrepare)) != 0 {
+			t.Fatalf("batch cut at %d requests, before batch_requests_max", i)
+		}
+	}
+	pps := sent(submit(4), KindPrePrepare)
+	if len(pps) != 1 || len(pps[0].Batch) != 4 {
+		t.Fatalf("4th request: got %d pre-prepares, want one of 4 requests", len(pps))
+	}
+	m, err := pps[0].Open(4)
+	if err != nil || m.PrePrepare.Seq != 2 {
+		t.Fatalf("second batch: %+v, %v", m.PrePrepare, err)
+	}
+}
+
+func TestBatchCutByBytes(t *testing.T) {
+	probe := newSim(t, simOptions{n: 4, seed: 4})
+	size := len(probe.request(bytes.Repeat([]byte{'x'}, 300)))
+	s := newSim(t, simOptions{n: 4, seed: 4, cfg: func(c *Config) {
+		c.BatchBytesMax = 3*size + size/2
+		c.BatchDelay = time.Second
+	}})
+	s.isolateAll()
+	s.tickOne(0, time.Millisecond)
+	primary := s.nodes[0].r
+	var pps []*Envelope
+	for i := range 5 {
+		raw := s.request(bytes.Repeat([]byte{'x'}, 300))
+		if len(raw) != size {
+			t.Fatalf("request sizes differ: %d vs %d", len(raw), size)
+		}
+		acts, err := primary.Submit(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.apply(0, acts)
+		if i == 0 {
+			continue // the idle proposal
+		}
+		pps = append(pps, sent(acts, KindPrePrepare)...)
+		if i < 4 && len(pps) != 0 {
+			t.Fatalf("cut after %d requests, below batch_bytes_max", i)
+		}
+	}
+	// Four ready requests do not fit in 3.5 requests' bytes: three are cut.
+	if len(pps) != 1 || len(pps[0].Batch) != 3 {
+		t.Fatalf("got %d pre-prepares, want one of 3 requests", len(pps))
+	}
+	total := 0
+	for _, raw := range pps[0].Batch {
+		total += len(raw)
+	}
+	if total > 3*size+size/2 {
+		t.Fatalf("batch of %d bytes exceeds batch_bytes_max", total)
+	}
+	if st := primary.Status(); st.Pending != 5 || st.InFlight != 2 || primary.pending.readyCount != 1 {
+		t.Fatalf("status %+v, want 5 pending (1 ready), 2 in flight", st)
+	}
+}
+
+func TestBatchCutByDelay(t *testing.T) {
+	const delay = 10 * time.Millisecond
+	s := newSim(t, simOptions{n: 4, seed: 5, cfg: func(c *Config) { c.BatchDelay = delay }})
+	s.isolateAll()
+	s.tickOne(0, time.Millisecond)
+	primary := s.nodes[0].r
+	for i := range 3 {
+		acts, err := primary.Submit(s.request([]byte(fmt.Sprintf("r%d", i))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.apply(0, acts)
+	}
+	if st := primary.Status(); st.InFlight != 1 {
+		t.Fatalf("in flight %d after the idle proposal, want 1", st.InFlight)
+	}
+	for range 9 {
+		if pps := sent(s.tickOne(0, time.Millisecond), KindPrePrepare); len(pps) != 0 {
+			t.Fatalf("cut before batch_delay passed (at %v)", s.now.Sub(simEpoch))
+		}
+	}
+	pps := sent(s.tickOne(0, time.Millisecond), KindPrePrepare)
+	if len(pps) != 1 || len(pps[0].Batch) != 2 {
+		t.Fatalf("after batch_delay: %d pre-prepares, want one of 2 requests", len(pps))
+	}
+	m, _ := pps[0].Open(4)
+	if m.PrePrepare.Timestamp != s.now.UnixNano() {
+		t.Fatalf("timestamp %d, want the Tick time %d", m.PrePrepare.Timestamp, s.now.UnixNano())
+	}
+}
+
+func TestPipelining(t *testing.T) {
+	s := newSim(t, simOptions{n: 4, seed: 6, cfg: func(c *Config) { c.BatchDelay = time.Millisecond }})
+	s.delayMax = 4 * time.Millisecond
+	s.tick(time.Millisecond)
+	const total = 60
+	for i := range total {
+		if err := s.submit(s.request([]byte(fmt.Sprintf("p%d", i)))); err != nil {
+			t.Fatal(err)
+		}
+		s.tick(time.Millisecond)
+	}
+	s.runUntil(time.Second, "all applied", s.allApplied(total))
+	if got := s.nodes[0].maxInFlight; got < 2 {
+		t.Fatalf("primary never had more than %d seqs in flight", got)
+	}
+	if len(s.log) < 3 {
+		t.Fatalf("only %d batches", len(s.log))
+	}
+}
+
+func TestWindowBoundsProposals(t *testing.T) {
+	s := newSim(t, simOptions{n: 4, seed: 7, cfg: func(c *Config) {
+		c.WindowSeqs = 3
+		c.BatchRequestsMax = 1
+	}})
+	s.isolateAll()
+	s.tickOne(0, time.Millisecond)
+	for i := range 10 {
+		acts, err := s.nodes[0].r.Submit(s.request([]byte(fmt.Sprintf("w%d", i))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.apply(0, acts)
+	}
+	s.tickOne(0, time.Second)
+	if st := s.nodes[0].r.Status(); st.InFlight != 3 || st.Pending != 10 {
+		t.Fatalf("status %+v, want 3 in flight (window_seqs) and 10 pending", st)
+	}
+}
+
+func TestBackupCrashThenCatchUp(t *testing.T) {
+	for _, n := range []int{4, 7} {
+		t.Run(fmt.Sprintf("n=%d", n), func(t *testing.T) {
+			s := newSim(t, simOptions{n: n, seed: 8})
+			s.tick(time.Millisecond)
+			down := uint32(n - 1)
+			for i := range 5 {
+				s.submit(s.request([]byte(fmt.Sprintf("a%d", i))))
+				s.step()
+			}
+			s.runUntil(time.Second, "first requests everywhere", s.allApplied(5))
+			s.crash(down)
+			// More than a window of batches commit without it.
+			for i := range 60 {
+				s.submit(s.request([]byte(fmt.Sprintf("b%d", i))))
+				s.tick(3 * time.Millisecond)
+			}
+			s.runUntil(time.Second, "commits with a backup down", s.allApplied(65))
+			if s.nodes[down].delivered >= uint64(len(s.log)) {
+				t.Fatal("the crashed backup kept up")
+			}
+			s.restart(down)
+			for i := range 5 {
+				s.submit(s.request([]byte(fmt.Sprintf("c%d", i))))
+				s.tick(2 * time.Millisecond)
+			}
+			s.runUntil(2*time.Second, "restarted backup caught up", func() bool {
+				return s.allApplied(70)() && s.nodes[down].delivered == uint64(len(s.log))
+			})
+			node := s.nodes[down]
+			if node.fetches == 0 || node.caughtUp == 0 {
+				t.Fatalf("restarted backup: %d fetches, %d entries by state transfer", node.fetches, node.caughtUp)
+			}
+			if st := node.r.Status(); st.Delivered != uint64(len(s.log)) {
+				t.Fatalf("restarted backup status %+v, log %d", st, len(s.log))
+			}
+		})
+	}
+}
+
+// A backup, cut off from the network, is fed scripted messages.
+func scriptedBackup(t *testing.T, seed uint64, cfg func(*Config)) (*sim, *Replica) {
+	t.Helper()
+	s := newSim(t, simOptions{n: 4, seed: seed, cfg: cfg})
+	s.isolateAll()
+	s.tickOne(1, time.Millisecond)
+	return s, s.nodes[1].r
+}
+
+func TestDuplicateVotesDoNotFormQuorums(t *testing.T) {
+	// At the primary, whose own pre-prepare is not a prepare: 2f = 2 distinct
+	// backups must prepare.
+	s := newSim(t, simOptions{n: 4, seed: 9})
+	s.isolateAll()
+	s.tickOne(0, time.Millisecond)
+	r := s.nodes[0].r
+	acts, _ := r.Submit(s.request([]byte("one")))
+	s.apply(0, acts)
+	pps := sent(acts, KindPrePrepare)
+	if len(pps) != 1 {
+		t.Fatal("no proposal")
+	}
+	m, _ := pps[0].Open(4)
+	d := m.PrePrepare.Digest
+	prepare := func(from uint32) *Envelope {
+		return s.sealAs(from, KindPrepare, &Prepare{View: 0, Seq: 1, Digest: d, Replica: from}, nil)
+	}
+	commit := func(from uint32) *Envelope {
+		return s.sealAs(from, KindCommit, &Commit{View: 0, Seq: 1, Digest: d, Replica: from}, nil)
+	}
+	p1 := prepare(1)
+	for range 3 {
+		if acts := s.stepNow(0, p1); len(sent(acts, KindCommit)) != 0 {
+			t.Fatal("one backup's prepare, replayed, made the slot prepared")
+		}
+	}
+	if acts := s.stepNow(0, prepare(2)); len(sent(acts, KindCommit)) != 1 {
+		t.Fatal("2f distinct prepares did not make the slot prepared")
+	}
+	c1 := commit(1)
+	for range 3 {
+		if acts := s.stepNow(0, c1); len(delivers(acts)) != 0 {
+			t.Fatal("a replayed commit formed a quorum")
+		}
+	}
+	acts = s.stepNow(0, commit(3))
+	ds := delivers(acts)
+	if len(ds) != 1 || len(ds[0].Cert.Commits) != 3 {
+		t.Fatalf("2f+1 distinct commits: %d delivers", len(ds))
+	}
+	if st := r.Status(); st.Equivocations != 0 || st.Delivered != 1 {
+		t.Fatalf("status %+v", st)
+	}
+
+	// At a backup, a PREPARE from the primary does not count.
+	s2, b := scriptedBackup(t, 9, nil)
+	batch := [][]byte{s2.request([]byte("one"))}
+	ts := s2.now.UnixNano()
+	d2 := BatchDigest(ts, batch)
+	s2.stepNow(1, s2.prePrepare(0, 0, 1, ts, batch))
+	if acts := s2.stepNow(1, s2.sealAs(0, KindPrepare, &Prepare{View: 0, Seq: 1, Digest: d2, Replica: 0}, nil)); len(sent(acts, KindCommit)) != 0 {
+		t.Fatal("a prepare from the primary counted")
+	}
+	if b.Status().Dropped != 1 {
+		t.Fatal("the primary's prepare was not counted as dropped")
+	}
+}
+
+func TestEquivocationIgnoredAndCounted(t *testing.T) {
+	s, r := scriptedBackup(t, 10, nil)
+	batch := [][]byte{s.request([]byte("one"))}
+	ts := s.now.UnixNano()
+	d := BatchDigest(ts, batch)
+	forged := crypto.Hash([]byte("another batch"))
+	// Replica 2 votes for the forged digest first, then for the real one:
+	// the first vote stands.
+	s.stepNow(1, s.sealAs(2, KindPrepare, &Prepare{View: 0, Seq: 1, Digest: forged, Replica: 2}, nil))
+	s.stepNow(1, s.sealAs(2, KindPrepare, &Prepare{View: 0, Seq: 1, Digest: d, Replica: 2}, nil))
+	if st := r.Status(); st.Equivocations != 1 {
+		t.Fatalf("equivocations %d, want 1", st.Equivocations)
+	}
+	acts := s.stepNow(1, s.prePrepare(0, 0, 1, ts, batch))
+	if len(sent(acts, KindPrepare)) != 1 || len(sent(acts, KindCommit)) != 0 {
+		t.Fatalf("prepared with the equivocator's second vote: %v", acts)
+	}
+	if acts := s.stepNow(1, s.sealAs(3, KindPrepare, &Prepare{View: 0, Seq: 1, Digest: d, Replica: 3}, nil)); len(sent(acts, KindCommit)) != 1 {
+		t.Fatal("not prepared with 2f honest prepares")
+	}
+	// Same for commits, and an equivocating primary.
+	s.stepNow(1, s.sealAs(3, KindCommit, &Commit{View: 0, Seq: 1, Digest: forged, Replica: 3}, nil))
+	s.stepNow(1, s.sealAs(3, KindCommit, &Commit{View: 0, Seq: 1, Digest: d, Replica: 3}, nil))
+	other := [][]byte{s.request([]byte("two"))}
+	if acts := s.stepNow(1, s.prePrepare(0, 0, 1, ts, other)); len(sent(acts, KindPrepare)) != 0 {
+		t.Fatal("prepared a second digest for one (view, seq)")
+	}
+	if st := r.Status(); st.Equivocations != 3 {
+		t.Fatalf("equivocations %d, want 3", st.Equivocations)
+	}
+	s.stepNow(1, s.sealAs(2, KindCommit, &Commit{View: 0, Seq: 1, Digest: d, Replica: 2}, nil))
+	if st := r.Status(); st.Delivered != 0 {
+		t.Fatal("delivered with a commit quorum that counted an equivocator's second vote")
+	}
+	acts = s.stepNow(1, s.sealAs(0, KindCommit, &Commit{View: 0, Seq: 1, Digest: d, Replica: 0}, nil))
+	if ds := delivers(acts); len(ds) != 1 || ds[0].Digest != d {
+		t.Fatalf("honest quorum did not deliver: %v", acts)
+	}
+}
+
+func TestPrePrepareRefused(t *testing.T) {
+	s, r := scriptedBackup(t, 11, func(c *Config) { c.BatchRequestsMax = 2; c.BatchBytesMax = 2048 })
+	now := s.now.UnixNano()
+	skew := int64(s.cfgs[1].ClockSkewMax)
+	req := func(tag string) []byte { return s.request([]byte(tag)) }
+	one := [][]byte{req("a")}
+	cases := []struct {
+		name string
+		env  *Envelope
+	}{
+		{"from a non-primary", s.prePrepare(2, 0, 1, now, one)},
+		{"wrong view", s.prePrepare(1%4, 1, 1, now, one)},
+		{"wrong digest", s.sealAs(0, KindPrePrepare, &PrePrepare{View: 0, Seq: 1, Digest: crypto.Hash([]byte("x")), Timestamp: now, Replica: 0}, one)},
+		{"digest of another timestamp", s.sealAs(0, KindPrePrepare, &PrePrepare{View: 0, Seq: 1, Digest: BatchDigest(now+1, one), Timestamp: now, Replica: 0}, one)},
+		{"seq at the low watermark", s.prePrepare(0, 0, 0, now, one)},
+		{"seq beyond the window", s.prePrepare(0, 0, s.cfgs[1].WindowSeqs+1, now, one)},
+		{"timestamp in the future", s.prePrepare(0, 0, 1, now+skew+1, one)},
+		{"empty batch", s.prePrepare(0, 0, 1, now, nil)},
+		{"too many requests", s.prePrepare(0, 0, 1, now, [][]byte{req("b"), req("c"), req("d")})},
+		{"too many bytes", s.prePrepare(0, 0, 1, now, [][]byte{bytes.Repeat([]byte{1}, 2049)})},
+		{"duplicate request", s.prePrepare(0, 0, 1, now, [][]byte{one[0], one[0]})},
+	}
+	for _, c := range cases {
+		dropped := r.Status().Dropped
+		m, err := c.env.Open(4)
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if acts := r.Step(m); len(acts) != 0 {
+			t.Fatalf("%s: accepted: %v", c.name, acts)
+		}
+		if r.Status().Dropped != dropped+1 {
+			t.Fatalf("%s: not counted as dropped", c.name)
+		}
+	}
+	if st := r.Status(); st.InFlight != 0 || st.Equivocations != 0 {
+		t.Fatalf("refusals left state behind: %+v", st)
+	}
+	// At the skew bound exactly it is accepted.
+	if acts := s.stepNow(1, s.prePrepare(0, 0, 1, now+skew, one)); len(sent(acts, KindPrepare)) != 1 {
+		t.Fatal("timestamp at now+clock_skew_max refused")
+	}
+
+	// A replica that has had no Tick has no clock to check against.
+	fresh := newSim(t, simOptions{n: 4, seed: 11})
+	m, _ := fresh.prePrepare(0, 0, 1, 0, one).Open(4)
+	if acts := fresh.nodes[1].r.Step(m); len(acts) != 0 {
+		t.Fatal("accepted a pre-prepare before any Tick")
+	}
+}
+
+func TestRetransmissionRepairsLoss(t *testing.T) {
+	s := newSim(t, simOptions{n: 4, seed: 12})
+	s.tick(time.Millisecond)
+	ppSends := 0
+	s.drop = func(from, to uint32, env *Envelope) bool {
+		if env.Kind != KindPrePrepare || (to != 1 && to != 2) {
+			return false
+		}
+		ppSends++
+		return ppSends <= 2 // the first copy to each of 1 and 2
+	}
+	s.submit(s.request([]byte("lost")))
+	start := s.now
+	s.runUntil(time.Second, "committed after loss", s.allApplied(1))
+	if ppSends < 4 {
+		t.Fatalf("pre-prepare sent %d times to replicas 1 and 2, want a retransmission", ppSends)
+	}
+	if took := s.now.Sub(start); took < s.cfgs[0].RetransmitInterval {
+		t.Fatalf("committed after %v, before any retransmission could happen", took)
+	}
+
+	// Lost COMMITs: a replica whose peers already delivered is answered with
+	// their kept COMMITs when it retransmits.
+	s2 := newSim(t, simOptions{n: 4, seed: 13})
+	s2.tick(time.Millisecond)
+	lost := 0
+	s2.drop = func(from, to uint32, env *Envelope) bool {
+		if env.Kind == KindCommit && to == 3 && lost < 3 {
+			lost++
+			return true
+		}
+		return false
+	}
+	s2.submit(s2.request([]byte("commits lost")))
+	s2.runUntil(time.Second, "replica 3 delivered after losing every commit", s2.allApplied(1))
+	if lost != 3 || s2.nodes[3].caughtUp != 0 {
+		t.Fatalf("dropped %d commits; %d entries by state transfer", lost, s2.nodes[3].caughtUp)
+	}
+}
+
+func TestSubmitBounds(t *testing.T) {
+	s := newSim(t, simOptions{n: 4, seed: 14, cfg: func(c *Config) {
+		c.PendingRequestsMax = 3
+		c.BatchBytesMax = 1024
+	}})
+	s.isolateAll()
+	r := s.nodes[2].r
+	reqs := [][]byte{s.request([]byte("a")), s.request([]byte("b")), s.request([]byte("c"))}
+	for _, raw := range reqs {
+		if _, err := r.Submit(raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if acts, err := r.Submit(reqs[1]); err != nil || acts != nil {
+		t.Fatalf("duplicate of a pending request: %v, %v", acts, err)
+	}
+	if _, err := r.Submit(s.request([]byte("d"))); !errors.Is(err, ErrPendingFull) {
+		t.Fatalf("full queue: %v, want ErrPendingFull", err)
+	}
+	if _, err := r.Submit(make([]byte, 1025)); !errors.Is(err, ErrRequestTooLarge) {
+		t.Fatalf("oversized request: %v, want ErrRequestTooLarge", err)
+	}
+	if st := r.Status(); st.Pending != 3 {
+		t.Fatalf("pending %d, want 3", st.Pending)
+	}
+	// Delivered requests leave every replica's queue.
+	r.Forget(reqs[:2])
+	if _, err := r.Submit(s.request([]byte("e"))); err != nil {
+		t.Fatalf("after room was made: %v", err)
+	}
+}
+
+func TestDeliveredRequestsLeavePendingEverywhere(t *testing.T) {
+	s := newSim(t, simOptions{n: 4, seed: 15, cfg: func(c *Config) { c.PendingRequestsMax = 8 }})
+	s.tick(time.Millisecond)
+	for round := range 5 {
+		for i := range 8 {
+			if err := s.submit(s.request([]byte(fmt.Sprintf("%d-%d", round, i)))); err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+		s.runUntil(time.Second, "round applied", s.allApplied(8*(round+1)))
+		for _, node := range s.nodes {
+			if p := node.r.Status().Pending; p != 0 {
+				t.Fatalf("replica %d keeps %d delivered requests pending", node.id, p)
+			}
+		}
+	}
+}
+
+func TestFetchWhenBehind(t *testing.T) {
+	s, _ := scriptedBackup(t, 16, nil)
+	L := s.cfgs[1].WindowSeqs
+	d := crypto.Hash([]byte("d"))
+	commit := func(from uint32, seq uint64) *Envelope {
+		return s.sealAs(from, KindCommit, &Commit{View: 0, Seq: seq, Digest: d, Replica: from}, nil)
+	}
+	// Beyond the window: f+1 replicas make it a Fetch at once.
+	if acts := s.stepNow(1, commit(2, L+5)); len(fetches(acts)) != 0 {
+		t.Fatal("one replica (≤ f) ahead caused a fetch")
+	}
+	acts := s.stepNow(1, commit(3, L+7))
+	if f := fetches(acts); len(f) != 1 || f[0].AfterSeq != 0 {
+		t.Fatalf("f+1 replicas ahead: %v", acts)
+	}
+	if acts := s.stepNow(1, commit(0, L+9)); len(fetches(acts)) != 0 {
+		t.Fatal("fetched twice within retransmit_interval")
+	}
+
+	// Within the window: commits for later seqs from f+1 replicas and no
+	// delivery for retransmit_interval.
+	s2, _ := scriptedBackup(t, 17, nil)
+	c := func(from uint32, seq uint64) *Envelope {
+		return s2.sealAs(from, KindCommit, &Commit{View: 0, Seq: seq, Digest: d, Replica: from}, nil)
+	}
+	s2.stepNow(1, c(2, 3))
+	s2.stepNow(1, c(3, 3))
+	interval := s2.cfgs[1].RetransmitInterval
+	got := 0
+	for elapsed := time.Duration(0); elapsed < interval; elapsed += time.Millisecond {
+		got += len(fetches(s2.tickOne(1, time.Millisecond)))
+	}
+	if got != 1 {
+		t.Fatalf("%d fetches in the first retransmit_interval, want 1", got)
+	}
+}
+
+func TestCaughtUpDeliversCommittedSlots(t *testing.T) {
+	s, r := scriptedBackup(t, 18, nil)
+	batch := [][]byte{s.request([]byte("three"))}
+	ts := s.now.UnixNano() - 1000
+	d := BatchDigest(ts, batch)
+	s.stepNow(1, s.prePrepare(0, 0, 3, ts, batch))
+	for _, from := range []uint32{2, 3} {
+		s.stepNow(1, s.sealAs(from, KindPrepare, &Prepare{View: 0, Seq: 3, Digest: d, Replica: from}, nil))
+		s.stepNow(1, s.sealAs(from, KindCommit, &Commit{View: 0, Seq: 3, Digest: d, Replica: from}, nil))
+	}
+	if st := r.Status(); st.Committed != 3 || st.Delivered != 0 {
+		t.Fatalf("status %+v, want seq 3 committed and nothing delivered", st)
+	}
+	// The node applied seqs 1 and 2 from peers; their log time is later than
+	// the pre-prepare timestamp of seq 3.
+	acts := r.CaughtUp(2, ts+50)
+	ds := delivers(acts)
+	if len(ds) != 1 || ds[0].Seq != 3 || ds[0].Timestamp != ts+51 || ds[0].Cert.Timestamp != ts {
+		t.Fatalf("after CaughtUp: %+v", ds)
+	}
+	if acts := r.CaughtUp(1, ts); acts != nil {
+		t.Fatalf("CaughtUp backwards: %v", acts)
+	}
+	if st := r.Status(); st.Delivered != 3 {
+		t.Fatalf("delivered %d", st.Delivered)
+	}
+	// Messages for delivered seqs never deliver again.
+	m, _ := s.prePrepare(0, 0, 3, ts, batch).Open(4)
+	if acts := r.Step(m); len(delivers(acts)) != 0 {
+		t.Fatal("a seq at or below delivered was delivered again")
+	}
+}
+
+func TestRestartNeverSignsConflict(t *testing.T) {
+	s, _ := scriptedBackup(t, 19, nil)
+	batch := [][]byte{s.request([]byte("first"))}
+	ts := s.now.UnixNano()
+	first := s.prePrepare(0, 0, 1, ts, batch)
+	acts := s.stepNow(1, first)
+	prep := sent(acts, KindPrepare)
+	if len(prep) != 1 {
+		t.Fatal("no prepare")
+	}
+	s.crash(1)
+	s.restart(1)
+	s.tickOne(1, time.Millisecond)
+	// A conflicting pre-prepare for the seq it prepared is refused.
+	other := [][]byte{s.request([]byte("second"))}
+	if acts := s.stepNow(1, s.prePrepare(0, 0, 1, s.now.UnixNano(), other)); len(sent(acts, KindPrepare)) != 0 {
+		t.Fatal("signed a conflicting prepare after restart")
+	}
+	if st := s.nodes[1].r.Status(); st.Equivocations != 1 || st.InFlight != 1 {
+		t.Fatalf("status %+v", st)
+	}
+	// The original is recognised (no second signature); the replica answers
+	// the primary with the prepare it signed before.
+	acts = s.stepNow(1, first)
+	if len(s.nodes[1].st.Signed) != 1 {
+		t.Fatalf("persisted %d envelopes, want the one prepare", len(s.nodes[1].st.Signed))
+	}
+	if got := sent(acts, KindPrepare); len(got) != 1 || !bytes.Equal(got[0].Sig, prep[0].Sig) {
+		t.Fatalf("answer to the primary: %v", acts)
+	}
+	// And it retransmits it on its own.
+	var again []*Envelope
+	for range 100 {
+		again = append(again, sent(s.tickOne(1, time.Millisecond), KindPrepare)...)
+	}
+	if len(again) == 0 || !bytes.Equal(again[0].Sig, prep[0].Sig) {
+		t.Fatal("restarted replica did not retransmit its prepare")
+	}
+}
+
+func TestPrimaryRestartKeepsItsProposals(t *testing.T) {
+	s := newSim(t, simOptions{n: 4, seed: 20})
+	s.isolateAll()
+	s.tickOne(0, time.Millisecond)
+	acts, _ := s.nodes[0].r.Submit(s.request([]byte("a")))
+	s.apply(0, acts)
+	pp := sent(acts, KindPrePrepare)
+	if len(pp) != 1 {
+		t.Fatal("no proposal")
+	}
+	s.crash(0)
+	s.restart(0)
+	acts = s.tickOne(0, time.Millisecond)
+	// Retransmitted as signed before, with its batch.
+	re := sent(acts, KindPrePrepare)
+	if len(re) != 1 || !bytes.Equal(re[0].Sig, pp[0].Sig) || len(re[0].Batch) != 1 {
+		t.Fatalf("restarted primary: %v", acts)
+	}
+	acts, _ = s.nodes[0].r.Submit(s.request([]byte("b")))
+	s.apply(0, acts)
+	acts = s.tickOne(0, time.Second)
+	next := sent(acts, KindPrePrepare)
+	proposed2 := false
+	for _, e := range next {
+		m, _ := e.Open(4)
+		switch m.PrePrepare.Seq {
+		case 1:
+			if !bytes.Equal(e.Sig, pp[0].Sig) {
+				t.Fatal("restarted primary signed seq 1 again")
+			}
+		case 2:
+			proposed2 = true
+		}
+	}
+	if !proposed2 {
+		t.Fatal("restarted primary did not propose seq 2")
+	}
+	// Heal: both commit everywhere.
+	for i := range s.nodes {
+		s.isolate(uint32(i), false)
+	}
+	s.tick(time.Millisecond)
+	s.runUntil(2*time.Second, "both batches applied", s.allApplied(2))
+}
+
+func TestNewRefusesBadState(t *testing.T) {
+	s := newSim(t, simOptions{n: 4, seed: 21})
+	cfg := s.cfgs[1]
+	d := crypto.Hash([]byte("d"))
+	prep := func(from uint32, seq uint64, digest crypto.Digest) Envelope {
+		return *s.sealAs(from, KindPrepare, &Prepare{View: 0, Seq: seq, Digest: digest, Replica: from}, nil)
+	}
+	batch := [][]byte{s.request([]byte("x"))}
+	cases := []struct {
+		name string
+		st   State
+	}{
+		{"another replica's message", State{Signed: []Envelope{prep(2, 1, d)}}},
+		{"conflicting digests", State{Signed: []Envelope{prep(1, 1, d), prep(1, 1, crypto.Hash([]byte("e")))}}},
+		{"beyond the window", State{Signed: []Envelope{prep(1, cfg.WindowSeqs+1, d)}}},
+		{"a later view than persisted", State{Signed: []Envelope{*s.sealAs(1, KindPrepare, &Prepare{View: 2, Seq: 1, Digest: d, Replica: 1}, nil)}}},
+		{"pre-prepare by a backup", State{Signed: []Envelope{*s.prePrepare(1, 0, 1, 5, batch)}}},
+		{"not decodable", State{Signed: []Envelope{{Kind: KindPrepare, Body: []byte{0xff}}}}},
+	}
+	for _, c := range cases {
+		if _, err := New(cfg, c.st); err == nil {
+			t.Fatalf("%s: accepted", c.name)
+		}
+	}
+	// Stale entries (at or below Delivered) are fine.
+	if _, err := New(cfg, State{Delivered: 5, Signed: []Envelope{prep(1, 3, d)}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	s := newSim(t, simOptions{n: 4, seed: 22})
+	good := s.cfgs[0]
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]func(*Config){
+		"no validators":          func(c *Config) { c.Validators = nil },
+		"self out of range":      func(c *Config) { c.Self = 4 },
+		"no signer":              func(c *Config) { c.Signer = nil },
+		"zero chain":             func(c *Config) { c.ChainID = crypto.Digest{} },
+		"zero batch requests":    func(c *Config) { c.BatchRequestsMax = 0 },
+		"zero batch bytes":       func(c *Config) { c.BatchBytesMax = 0 },
+		"batch over msg limit":   func(c *Config) { c.BatchBytesMax = 16 << 20 },
+		"negative delay":         func(c *Config) { c.BatchDelay = -1 },
+		"zero window":            func(c *Config) { c.WindowSeqs = 0 },
+		"huge window":            func(c *Config) { c.WindowSeqs = WindowSeqsMax + 1 },
+		"zero pending":           func(c *Config) { c.PendingRequestsMax = 0 },
+		"zero skew":              func(c *Config) { c.ClockSkewMax = 0 },
+		"zero retransmit":        func(c *Config) { c.RetransmitInterval = 0 },
+		"duplicate validator":    func(c *Config) { c.Validators = []crypto.PublicKey{s.pubs[0], s.pubs[0]} },
+		"too many batch entries": func(c *Config) { c.BatchRequestsMax = 1 << 20 },
+	}
+	for name, mutate := range cases {
+		c := good
+		mutate(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+		if _, err := New(c, State{}); err == nil {
+			t.Errorf("%s: New accepted", name)
+		}
+	}
+}
+
+func TestExecutedIsNotHandled(t *testing.T) {
+	s, r := scriptedBackup(t, 23, nil)
+	env := s.sealAs(2, KindExecuted, &Executed{Seq: 1, Replica: 2}, nil)
+	m, err := env.Open(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acts := r.Step(m); acts != nil {
+		t.Fatalf("executed: %v", acts)
+	}
+	if acts := r.Step(Message{}); acts != nil || r.Status().Dropped != 1 {
+		t.Fatal("an empty message was not dropped")
 	}
 }

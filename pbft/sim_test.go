@@ -533,3 +533,94 @@ func (s *sim) isolate(i uint32, cut bool) {
 		}
 	}
 }
+
+// sealAs signs body as replica i would (a Byzantine replica uses its own key).
+func (s *sim) sealAs(i uint32, kind Kind, body any, batch [][]byte) *Envelope {
+	env := Seal(crypto.NewSigner(s.keys[i], s.chain), kind, body)
+	env.Batch = batch
+	return env
+}
+
+// stepNow hands env to replica to at once, through the same decode, open and
+// verify path as the network, carries out the actions and returns them.
+func (s *sim) stepNow(to uint32, env *Envelope) []Action {
+	s.t.Helper()
+	got, err := DecodeEnvelope(codec.MustMarshal(env))
+	if err != nil {
+		s.failf("decode: %v", err)
+	}
+	m, err := got.Open(s.n)
+	if err != nil {
+		s.failf("open: %v", err)
+	}
+	if s.verify && !s.verified(m) {
+		s.failf("a %v from %d does not verify", got.Kind, m.From)
+	}
+	acts := s.nodes[to].r.Step(m)
+	s.apply(to, acts)
+	return acts
+}
+
+// isolateAll cuts every link, so actions are checked but go nowhere.
+func (s *sim) isolateAll() {
+	for i := range s.nodes {
+		s.isolate(uint32(i), true)
+	}
+}
+
+// tick advances the clock by d, ticking every replica every simTick.
+func (s *sim) tick(d time.Duration) {
+	s.t.Helper()
+	s.runFor(d, func() bool { return false })
+}
+
+// prePrepare builds a valid PRE-PREPARE of replica from for (view, seq).
+func (s *sim) prePrepare(from uint32, view, seq uint64, ts int64, batch [][]byte) *Envelope {
+	return s.sealAs(from, KindPrePrepare, &PrePrepare{View: view, Seq: seq, Digest: BatchDigest(ts, batch), Timestamp: ts, Replica: from}, batch)
+}
+
+func sent(acts []Action, kind Kind) []*Envelope {
+	var out []*Envelope
+	for _, a := range acts {
+		switch a := a.(type) {
+		case Broadcast:
+			if a.Env.Kind == kind {
+				out = append(out, a.Env)
+			}
+		case Send:
+			if a.Env.Kind == kind {
+				out = append(out, a.Env)
+			}
+		}
+	}
+	return out
+}
+
+func delivers(acts []Action) []Deliver {
+	var out []Deliver
+	for _, a := range acts {
+		if d, ok := a.(Deliver); ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func fetches(acts []Action) []Fetch {
+	var out []Fetch
+	for _, a := range acts {
+		if f, ok := a.(Fetch); ok {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// tickOne advances the clock by d and ticks replica i alone.
+func (s *sim) tickOne(i uint32, d time.Duration) []Action {
+	s.t.Helper()
+	s.now = s.now.Add(d)
+	acts := s.nodes[i].r.Tick(s.now)
+	s.apply(i, acts)
+	return acts
+}
