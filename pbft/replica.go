@@ -1,6 +1,7 @@
 package pbft
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -305,11 +306,12 @@ func (r *Replica) restore(env *Envelope) error {
 		if r.primary(view) != r.cfg.Self {
 			return fmt.Errorf("pre-prepare for view %d, whose primary is %d", view, r.primary(view))
 		}
-		if BatchDigest(pp.Timestamp, env.Batch) != pp.Digest {
+		ids := hashRequests(env.Batch)
+		if batchDigestOfIDs(pp.Timestamp, ids) != pp.Digest {
 			return fmt.Errorf("pre-prepare for seq %d: batch does not match its digest", seq)
 		}
 		sl.ownPrePrepare = env
-		sl.setBatch(env, pp.Timestamp, hashRequests(env.Batch))
+		sl.setBatch(env, pp.Timestamp, ids)
 		r.proposedSeq = max(r.proposedSeq, seq)
 		r.proposedTS = max(r.proposedTS, pp.Timestamp)
 	case KindPrepare:
@@ -379,7 +381,7 @@ func (r *Replica) Submit(raw []byte) ([]Action, error) {
 	if len(raw) > r.cfg.BatchBytesMax {
 		return nil, fmt.Errorf("submit request of %d bytes (batch_bytes_max %d): %w", len(raw), r.cfg.BatchBytesMax, ErrRequestTooLarge)
 	}
-	h := crypto.Hash(raw)
+	h := requestID(raw)
 	if r.pending.has(h) {
 		return nil, nil
 	}
@@ -502,18 +504,31 @@ func (r *Replica) checkBatch(pp *PrePrepare, batch [][]byte) ([]crypto.Digest, b
 		}
 		seen[h] = struct{}{}
 	}
-	if BatchDigest(pp.Timestamp, batch) != pp.Digest {
+	if batchDigestOfIDs(pp.Timestamp, hashes) != pp.Digest {
 		return nil, false
 	}
 	return hashes, true
 }
 
+// requestID identifies a request for deduplication: its RFC 6962 leaf hash,
+// which is also its leaf in the batch digest, so each request is hashed once.
+func requestID(raw []byte) crypto.Digest { return crypto.LeafHash(raw) }
+
 func hashRequests(batch [][]byte) []crypto.Digest {
 	hashes := make([]crypto.Digest, len(batch))
 	for i, raw := range batch {
-		hashes[i] = crypto.Hash(raw)
+		hashes[i] = requestID(raw)
 	}
 	return hashes
+}
+
+// batchDigestOfIDs is BatchDigest computed from the requests' IDs (leaf
+// hashes); TestBatchDigestOfIDs holds it equal to BatchDigest.
+func batchDigestOfIDs(timestamp int64, ids []crypto.Digest) crypto.Digest {
+	root := crypto.MerkleRootOfLeafHashes(ids)
+	var ts [8]byte
+	binary.BigEndian.PutUint64(ts[:], uint64(timestamp))
+	return crypto.Hash([]byte("ordo/batch"), ts[:], root[:])
 }
 
 // resend sends this replica's own votes for a slot to one replica.
@@ -676,7 +691,7 @@ func (r *Replica) maybePropose() {
 		}
 		seq := r.proposedSeq + 1
 		ts := max(r.now.UnixNano(), r.proposedTS+1)
-		d := BatchDigest(ts, batch)
+		d := batchDigestOfIDs(ts, hashes)
 		sl := r.slotFor(r.view, seq)
 		if sl.accepted {
 			panic(fmt.Sprintf("pbft: primary proposing seq %d, which it already signed", seq))

@@ -772,3 +772,15 @@ func TestExecutedIsNotHandled(t *testing.T) {
 		t.Fatal("an empty message was not dropped")
 	}
 }
+
+func TestBatchDigestOfIDs(t *testing.T) {
+	var batch [][]byte
+	for size := range 40 {
+		for _, ts := range []int64{0, -1, 1 << 62, 1_700_000_000_123_456_789} {
+			if got, want := batchDigestOfIDs(ts, hashRequests(batch)), BatchDigest(ts, batch); got != want {
+				t.Fatalf("%d requests, ts %d: %v, want %v", size, ts, got, want)
+			}
+		}
+		batch = append(batch, bytes.Repeat([]byte{byte(size)}, size))
+	}
+}
