@@ -204,11 +204,15 @@ type Replica struct {
 	proposedSeq uint64
 	proposedTS  int64
 
-	now         time.Time
-	hasNow      bool
-	deliveredAt time.Time // when delivered last moved
-	fetchAt     time.Time
-	fetched     bool
+	now    time.Time
+	hasNow bool
+	// fetchOnStart: a restored slot lacks its batch (a backup persists its
+	// votes, not the primary's PRE-PREPARE), and peers may have delivered it
+	// and moved on, so the first Tick asks for state transfer.
+	fetchOnStart bool
+	deliveredAt  time.Time // when delivered last moved
+	fetchAt      time.Time
+	fetched      bool
 
 	// Per replica: the highest seq it sent a COMMIT for, and the highest seq
 	// of any message it sent. They detect that this replica fell behind.
@@ -259,6 +263,12 @@ func New(cfg Config, st State) (*Replica, error) {
 			return nil, fmt.Errorf("pbft: restore signed message %d: %w", i, err)
 		}
 	}
+	// Map order is fine: this only decides whether one Fetch is due.
+	for _, sl := range r.slots {
+		if sl.batch == nil {
+			r.fetchOnStart = true
+		}
+	}
 	return r, nil
 }
 
@@ -290,10 +300,11 @@ func (r *Replica) restore(env *Envelope) error {
 		// Superseded: a replica never signs again in an older view, nor for a
 		// delivered seq.
 		return nil
-	case seq > r.delivered+r.cfg.WindowSeqs:
-		return fmt.Errorf("%v for seq %d beyond the window (delivered %d, window_seqs %d): window_seqs must not shrink across restarts",
-			env.Kind, seq, r.delivered, r.cfg.WindowSeqs)
 	}
+	// A seq beyond the window is kept too: the node's applied seq (State.
+	// Delivered) may lag what the replica had delivered when it signed, and
+	// forgetting the envelope could let it sign a conflict later. Such slots
+	// are bounded by len(State.Signed).
 	sl := r.slotFor(view, seq)
 	if sl.accepted && sl.digest != digest {
 		return fmt.Errorf("%v for (view %d, seq %d) has digest %v, but this replica signed %v there", env.Kind, view, seq, digest, sl.digest)
@@ -376,7 +387,7 @@ func (r *Replica) sign(kind Kind, body any, batch [][]byte) *Envelope {
 
 // Submit queues a client request (raw: an encoded SignedRequest the node has
 // verified). A request already pending is ignored. At an idle primary it is
-// proposed at once.
+// proposed at once. The replica keeps raw: the caller must not modify it.
 func (r *Replica) Submit(raw []byte) ([]Action, error) {
 	if len(raw) > r.cfg.BatchBytesMax {
 		return nil, fmt.Errorf("submit request of %d bytes (batch_bytes_max %d): %w", len(raw), r.cfg.BatchBytesMax, ErrRequestTooLarge)
@@ -402,7 +413,7 @@ func (r *Replica) Forget(requests [][]byte) {
 
 // Step handles one protocol message whose signature the node has verified
 // (and, for a PRE-PREPARE, every request in its batch). Kinds the core does
-// not handle return nil.
+// not handle return nil. The replica keeps m.Env: the caller must not modify it.
 func (r *Replica) Step(m Message) []Action {
 	if m.Env == nil {
 		r.dropped++
@@ -719,7 +730,8 @@ func (r *Replica) Tick(now time.Time) []Action {
 	}
 	r.maybePropose()
 	r.retransmit()
-	if r.now.Sub(r.deliveredAt) >= r.cfg.RetransmitInterval && r.countAbove(r.commitSeqMax, r.delivered) > r.f {
+	if r.fetchOnStart || (r.now.Sub(r.deliveredAt) >= r.cfg.RetransmitInterval && r.countAbove(r.commitSeqMax, r.delivered) > r.f) {
+		r.fetchOnStart = false
 		r.fetch()
 	}
 	return r.flush()

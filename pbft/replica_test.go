@@ -707,7 +707,6 @@ func TestNewRefusesBadState(t *testing.T) {
 	}{
 		{"another replica's message", State{Signed: []Envelope{prep(2, 1, d)}}},
 		{"conflicting digests", State{Signed: []Envelope{prep(1, 1, d), prep(1, 1, crypto.Hash([]byte("e")))}}},
-		{"beyond the window", State{Signed: []Envelope{prep(1, cfg.WindowSeqs+1, d)}}},
 		{"a later view than persisted", State{Signed: []Envelope{*s.sealAs(1, KindPrepare, &Prepare{View: 2, Seq: 1, Digest: d, Replica: 1}, nil)}}},
 		{"pre-prepare by a backup", State{Signed: []Envelope{*s.prePrepare(1, 0, 1, 5, batch)}}},
 		{"not decodable", State{Signed: []Envelope{{Kind: KindPrepare, Body: []byte{0xff}}}}},
@@ -720,6 +719,37 @@ func TestNewRefusesBadState(t *testing.T) {
 	// Stale entries (at or below Delivered) are fine.
 	if _, err := New(cfg, State{Delivered: 5, Signed: []Envelope{prep(1, 3, d)}}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The node's applied seq may lag the replica's delivered seq, so a restored
+// envelope can lie beyond the window: it is kept, and still binds.
+func TestRestoreBeyondWindow(t *testing.T) {
+	s, _ := scriptedBackup(t, 24, nil)
+	L := s.cfgs[1].WindowSeqs
+	batch := [][]byte{s.request([]byte("far"))}
+	ts := s.now.UnixNano()
+	d := BatchDigest(ts, batch)
+	far := L + 3
+	st := State{Signed: []Envelope{*s.sealAs(1, KindPrepare, &Prepare{View: 0, Seq: far, Digest: d, Replica: 1}, nil)}}
+	s.nodes[1].st = st
+	s.nodes[1].signed[sigKey{KindPrepare, 0, far}] = d
+	s.crash(1)
+	s.restart(1)
+	r := s.nodes[1].r
+	// The restored slot lacks its batch: the first Tick asks for a fetch.
+	if f := fetches(s.tickOne(1, time.Millisecond)); len(f) != 1 || f[0].AfterSeq != 0 {
+		t.Fatalf("first Tick after restoring a slot without its batch: %v", f)
+	}
+	// Once the window reaches it, a conflicting pre-prepare is refused.
+	acts := r.CaughtUp(far-1, ts-1)
+	s.apply(1, acts)
+	other := [][]byte{s.request([]byte("other"))}
+	if acts := s.stepNow(1, s.prePrepare(0, 0, far, ts, other)); len(sent(acts, KindPrepare)) != 0 {
+		t.Fatal("signed a conflict for a restored seq beyond the window")
+	}
+	if r.Status().Equivocations != 1 {
+		t.Fatal("conflict not counted")
 	}
 }
 
