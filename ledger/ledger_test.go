@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 
@@ -431,6 +432,41 @@ func TestValidName(t *testing.T) {
 	} {
 		if ValidName(s) != want {
 			t.Errorf("ValidName(%q) = %v", s, !want)
+		}
+	}
+}
+
+func TestFindResult(t *testing.T) {
+	h := newHarness(t, DefaultConfig())
+	h.one(req(1, 1, appendCmd("s", ExpectedAny, ev(1), ev(2))))
+	// Entry 2: a retry of entry 1's append (positions 1, 2), a bad command,
+	// then two appends that produce positions 3 and 4, 5.
+	h.run(
+		req(1, 2, appendCmd("s", ExpectedAny, ev(1), ev(2))),
+		req(1, 3, []byte{0xff}),
+		req(2, 1, appendCmd("t", ExpectedAny, ev(3))),
+		req(3, 1, appendCmd("s", ExpectedAny, ev(4), ev(5))),
+	)
+	e, err := h.log.Entry(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pos, want := range map[uint64]int{3: 2, 4: 3, 5: 3} {
+		i, r, err := FindResult(e, pos)
+		if err != nil || i != want || !slices.Contains(r.Positions, pos) {
+			t.Fatalf("position %d: index %d (%v), want %d", pos, i, err, want)
+		}
+		proof, err := crypto.InclusionProof(e.Results, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := crypto.VerifyInclusion(e.Results[i], uint64(i), uint64(len(e.Results)), proof, e.ResultsRoot); err != nil {
+			t.Fatalf("position %d: result proof: %v", pos, err)
+		}
+	}
+	for _, pos := range []uint64{1, 2, 6} {
+		if _, _, err := FindResult(e, pos); err == nil {
+			t.Fatalf("position %d found in entry 2", pos)
 		}
 	}
 }

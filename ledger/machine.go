@@ -3,6 +3,7 @@ package ledger
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/ordoledger/ordo/codec"
 	"github.com/ordoledger/ordo/crypto"
@@ -185,4 +186,24 @@ func ValidName(s string) bool {
 		}
 	}
 	return true
+}
+
+// FindResult finds which request of entry e produced the event at position pos:
+// its index in e.Requests and e.Results (the leaf for a Merkle proof) and its
+// decoded Result. Results of idempotent retries and repeated client seqs carry
+// positions of earlier entries and are never matched.
+func FindResult(e *eventlog.Entry, pos uint64) (int, *Result, error) {
+	if pos < e.FirstPosition || pos-e.FirstPosition >= e.EventCount {
+		return 0, nil, fmt.Errorf("entry %d holds positions %d..%d, not %d", e.Seq, e.FirstPosition, e.FirstPosition+e.EventCount-1, pos)
+	}
+	for i, b := range e.Results {
+		var r Result
+		if err := codec.Unmarshal(b, &r); err != nil {
+			return 0, nil, fmt.Errorf("entry %d result %d: %w", e.Seq, i, err)
+		}
+		if r.EntrySeq == e.Seq && slices.Contains(r.Positions, pos) {
+			return i, &r, nil
+		}
+	}
+	return 0, nil, fmt.Errorf("entry %d: no result holds position %d", e.Seq, pos)
 }
