@@ -116,10 +116,19 @@ func TestConfigValidate(t *testing.T) {
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Fatal(err)
 	}
+	if err := (Config{}).Validate(); err == nil {
+		t.Error("a zero Config validated")
+	}
+	if got := (Config{EventBytesMax: 5}).WithDefaults(); got != (Config{ClientWindow: 4096, EventsPerAppendMax: 1000, EventBytesMax: 5}) {
+		t.Errorf("WithDefaults = %+v", got)
+	}
+	if _, err := NewMachine(Config{}); err != nil {
+		t.Errorf("NewMachine of the zero Config: %v", err)
+	}
 	for _, c := range []Config{
-		{ClientWindow: 0, EventsPerAppendMax: 1, EventBytesMax: 1},
-		{ClientWindow: 1, EventsPerAppendMax: 0, EventBytesMax: 1},
-		{ClientWindow: 1, EventsPerAppendMax: 1, EventBytesMax: 0},
+		{ClientWindow: -1, EventsPerAppendMax: 1, EventBytesMax: 1},
+		{ClientWindow: 1, EventsPerAppendMax: -1, EventBytesMax: 1},
+		{ClientWindow: 1, EventsPerAppendMax: 1, EventBytesMax: -1},
 		{ClientWindow: clientWindowLimit + 1, EventsPerAppendMax: 1, EventBytesMax: 1},
 		{ClientWindow: 1, EventsPerAppendMax: eventsPerAppendLimit + 1, EventBytesMax: 1},
 		{ClientWindow: 1, EventsPerAppendMax: 1, EventBytesMax: eventBytesLimit + 1},

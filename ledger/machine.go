@@ -88,8 +88,25 @@ type Machine struct {
 	cfg Config
 }
 
-// NewMachine checks cfg and builds a Machine.
+// WithDefaults returns c with every zero field set to its DefaultConfig value.
+func (c Config) WithDefaults() Config {
+	d := DefaultConfig()
+	if c.ClientWindow == 0 {
+		c.ClientWindow = d.ClientWindow
+	}
+	if c.EventsPerAppendMax == 0 {
+		c.EventsPerAppendMax = d.EventsPerAppendMax
+	}
+	if c.EventBytesMax == 0 {
+		c.EventBytesMax = d.EventBytesMax
+	}
+	return c
+}
+
+// NewMachine builds a Machine from cfg with zero fields defaulted (see
+// WithDefaults), after checking it.
 func NewMachine(cfg Config) (*Machine, error) {
+	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
