@@ -263,8 +263,14 @@ func New(cfg Config, st State) (*Replica, error) {
 			return nil, fmt.Errorf("pbft: restore signed message %d: %w", i, err)
 		}
 	}
-	// Map order is fine: this only decides whether one Fetch is due.
+	// Map order is fine: this decides one error (any of them) and whether
+	// one Fetch is due.
 	for _, sl := range r.slots {
+		if r.primary(sl.view) == r.cfg.Self && sl.ownPrePrepare == nil {
+			// The primary signs its PRE-PREPARE before any vote at a seq, and
+			// both are persisted and pruned together.
+			return nil, fmt.Errorf("pbft: restore: a vote for (view %d, seq %d) without this primary's pre-prepare", sl.view, sl.seq)
+		}
 		if sl.batch == nil {
 			r.fetchOnStart = true
 		}

@@ -709,6 +709,7 @@ func TestNewRefusesBadState(t *testing.T) {
 		{"conflicting digests", State{Signed: []Envelope{prep(1, 1, d), prep(1, 1, crypto.Hash([]byte("e")))}}},
 		{"a later view than persisted", State{Signed: []Envelope{*s.sealAs(1, KindPrepare, &Prepare{View: 2, Seq: 1, Digest: d, Replica: 1}, nil)}}},
 		{"pre-prepare by a backup", State{Signed: []Envelope{*s.prePrepare(1, 0, 1, 5, batch)}}},
+		{"primary's commit without its pre-prepare", State{View: 1, Signed: []Envelope{*s.sealAs(1, KindCommit, &Commit{View: 1, Seq: 1, Digest: d, Replica: 1}, nil)}}},
 		{"not decodable", State{Signed: []Envelope{{Kind: KindPrepare, Body: []byte{0xff}}}}},
 	}
 	for _, c := range cases {
