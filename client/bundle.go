@@ -27,7 +27,7 @@ type Bundle struct {
 // verifyBundle checks a reply bundle for the request whose encoded
 // SignedRequest is request, trusting nothing but the validator keys and the
 // chain. It requires f+1 EXECUTED statements from distinct validators that all
-// agree on (seq, results root, entry hash), a result bound to this request,
+// agree on (seq, results root), a result bound to this request,
 // and a Merkle path from that result to the agreed root.
 func verifyBundle(body, request []byte, validators []crypto.PublicKey, chain crypto.Digest) (*Reply, error) {
 	var b Bundle
@@ -67,10 +67,13 @@ func verifyBundle(body, request []byte, validators []crypto.PublicKey, chain cry
 		if ex.Seq != b.EntrySeq {
 			return nil, fmt.Errorf("%w: replica %d executed seq %d, bundle says %d", ErrBadReply, ex.Replica, ex.Seq, b.EntrySeq)
 		}
+		// Only the results root is evidence here. EntryHash is not compared:
+		// a gateway collects statements that match its own root, and one
+		// faulty replica's odd EntryHash must not make honest bundles fail.
 		if agreed == nil {
 			agreed = ex
-		} else if ex.ResultsRoot != agreed.ResultsRoot || ex.EntryHash != agreed.EntryHash {
-			return nil, fmt.Errorf("%w: replicas %d and %d disagree on seq %d", ErrBadReply, agreed.Replica, ex.Replica, ex.Seq)
+		} else if ex.ResultsRoot != agreed.ResultsRoot {
+			return nil, fmt.Errorf("%w: replicas %d and %d disagree on the results of seq %d", ErrBadReply, agreed.Replica, ex.Replica, ex.Seq)
 		}
 		if !m.VerifySignature(validators, chain) {
 			return nil, fmt.Errorf("%w: EXECUTED from replica %d has a bad signature", ErrBadReply, ex.Replica)
@@ -90,9 +93,8 @@ func verifyBundle(body, request []byte, validators []crypto.PublicKey, chain cry
 		return nil, fmt.Errorf("%w: result %d of %d: %v", ErrBadReply, b.ResultIndex, b.ResultCount, err)
 	}
 	return &Reply{
-		EntrySeq:  b.EntrySeq,
-		Result:    result,
-		Replies:   len(seen),
-		EntryHash: agreed.EntryHash,
+		EntrySeq: b.EntrySeq,
+		Result:   result,
+		Replies:  len(seen),
 	}, nil
 }

@@ -214,11 +214,10 @@ func nextSeq() uint64 {
 
 // Reply is a verified answer to a request.
 type Reply struct {
-	EntrySeq  uint64        // the log entry (batch) that executed the request
-	Result    ledger.Result // the verified result
-	Replies   int           // distinct validators whose EXECUTED statements vouch for it
-	Node      string        // the node that delivered the bundle
-	EntryHash crypto.Digest // the hash chain head after that entry, as the validators signed it
+	EntrySeq uint64        // the log entry (batch) that executed the request
+	Result   ledger.Result // the verified result
+	Replies  int           // distinct validators whose EXECUTED statements vouch for it
+	Node     string        // the node that delivered the bundle
 }
 
 // Submit signs cmd, sends it to the nodes in turn until one returns a reply
