@@ -65,6 +65,9 @@ type Stats struct {
 	FramesLost uint64
 	// Reconnects counts pbft streams re-established after one failed.
 	Reconnects uint64
+	// StreamsUp is a gauge, not a counter: how many peers this host has an
+	// outbound pbft stream open to right now.
+	StreamsUp uint64
 	// ConnsRefused counts connections the gater refused: peers outside the
 	// validator set.
 	ConnsRefused uint64
@@ -293,11 +296,22 @@ func (h *Host) Stats() Stats {
 		FramesRefused:  c.framesRefused.Load(),
 		FramesLost:     c.framesLost.Load(),
 		Reconnects:     c.reconnects.Load(),
+		StreamsUp:      h.streamsUp(),
 		ConnsRefused:   c.connsRefused.Load(),
 		RequestsSent:   c.requestsSent.Load(),
 		RequestsFailed: c.requestsFailed.Load(),
 		RequestsServed: c.requestsServed.Load(),
 	}
+}
+
+func (h *Host) streamsUp() uint64 {
+	n := uint64(0)
+	for _, l := range h.links {
+		if l != nil && l.up.Load() {
+			n++
+		}
+	}
+	return n
 }
 
 // Close stops dialing, closes every stream and connection, waits for all the

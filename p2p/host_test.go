@@ -69,7 +69,8 @@ func linkAll(t testing.TB, hosts []*Host) {
 	}
 }
 
-// newCluster starts n validators that know each other's addresses.
+// newCluster builds n validators that know each other's addresses; the
+// caller starts them.
 func newCluster(t testing.TB, n int, tweak func(*Config)) ([]*Host, []crypto.PrivateKey) {
 	t.Helper()
 	keys := make([]crypto.PrivateKey, n)
@@ -85,10 +86,42 @@ func newCluster(t testing.TB, n int, tweak func(*Config)) ([]*Host, []crypto.Pri
 		hosts[i] = newTestHost(t, cfg)
 	}
 	linkAll(t, hosts)
+	return hosts, keys
+}
+
+func startAll(hosts []*Host) {
 	for _, h := range hosts {
 		h.Start()
 	}
-	return hosts, keys
+}
+
+func waitMesh(t testing.TB, hosts []*Host) {
+	t.Helper()
+	waitFor(t, "full mesh", func() bool {
+		for _, h := range hosts {
+			if h.Connected() != len(hosts)-1 || h.Stats().StreamsUp != uint64(len(hosts)-1) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// receive waits for the next inbound frame of h.
+func receive(t testing.TB, h *Host) Inbound {
+	t.Helper()
+	timer := time.NewTimer(waitTimeout)
+	defer timer.Stop()
+	select {
+	case in, ok := <-h.Inbound():
+		if !ok {
+			t.Fatal("inbound channel closed")
+		}
+		return in
+	case <-timer.C:
+	}
+	t.Fatalf("no frame within %s", waitTimeout)
+	return Inbound{}
 }
 
 func waitFor(t testing.TB, what string, cond func() bool) {
@@ -112,14 +145,8 @@ func testFrame(sender uint32, seq uint64) []byte {
 func TestMeshExchangesFramesInOrder(t *testing.T) {
 	const n, perPeer = 4, 500
 	hosts, _ := newCluster(t, n, nil)
-	waitFor(t, "full mesh", func() bool {
-		for _, h := range hosts {
-			if h.Connected() != n-1 {
-				return false
-			}
-		}
-		return true
-	})
+	startAll(hosts)
+	waitMesh(t, hosts)
 	for seq := uint64(0); seq < perPeer; seq++ {
 		for i, h := range hosts {
 			for j := range hosts {
@@ -163,13 +190,8 @@ func TestMeshExchangesFramesInOrder(t *testing.T) {
 
 	hosts[0].Broadcast([]byte("hello"))
 	for j := 1; j < n; j++ {
-		select {
-		case in := <-hosts[j].Inbound():
-			if in.From != 0 || string(in.Frame) != "hello" {
-				t.Fatalf("host %d: broadcast arrived as %+v", j, in)
-			}
-		case <-time.After(waitTimeout):
-			t.Fatalf("host %d: broadcast did not arrive", j)
+		if in := receive(t, hosts[j]); in.From != 0 || string(in.Frame) != "hello" {
+			t.Fatalf("host %d: broadcast arrived as %+v", j, in)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -30,6 +31,7 @@ type link struct {
 	index uint32
 	id    peer.ID
 	queue chan []byte
+	up    atomic.Bool // a pbft stream is open and being written
 }
 
 // runLink keeps a pbft stream to l's peer open and drains l's queue onto it,
@@ -55,9 +57,13 @@ func (h *Host) runLink(l *link) {
 		if established {
 			h.stats.reconnects.Add(1)
 			log.Info("p2p: pbft stream re-established")
+		} else {
+			log.Debug("p2p: pbft stream established")
 		}
 		established = true
+		l.up.Store(true)
 		flushed, err := h.pump(l, s)
+		l.up.Store(false)
 		if h.ctx.Err() != nil {
 			return
 		}

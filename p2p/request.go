@@ -37,8 +37,12 @@ func (h *Host) Request(ctx context.Context, to uint32, req []byte) ([]byte, erro
 		if errors.Is(err, ErrFrameTooLarge) {
 			h.stats.framesRefused.Add(1)
 		}
-		if ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			err = fmt.Errorf("%w (%w)", context.Cause(ctx), err)
+		case isTimeout(err):
+			// The stream's deadline is the context's, and may fire first.
+			err = fmt.Errorf("%w (%w)", context.DeadlineExceeded, err)
 		}
 		return nil, fmt.Errorf("p2p: request to %d: %w", to, err)
 	}
@@ -152,4 +156,10 @@ func (h *Host) handleFetch(s network.Stream) {
 	}
 	s.Close()
 	h.stats.requestsServed.Add(1)
+}
+
+// isTimeout reports whether err is a stream deadline firing.
+func isTimeout(err error) bool {
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
 }
