@@ -35,9 +35,11 @@ type submission struct {
 	done chan error // nil for forwarded requests nobody waits on
 }
 
+// caughtUpNote is an entry the fetcher applied, for the driver to tell the core.
 type caughtUpNote struct {
 	seq       uint64
 	timestamp int64
+	batch     [][]byte
 }
 
 func signedKey(seq uint64, counter uint64) string {
@@ -175,12 +177,21 @@ func (n *Node) submit(acts []pbft.Action, s submission) []pbft.Action {
 	return append(acts, more...)
 }
 
+// noteCaughtUp tells the core about entries the fetcher applied: their requests
+// are no longer pending, and Delivered moves to the last of them.
 func (n *Node) noteCaughtUp(acts []pbft.Action) []pbft.Action {
-	c := n.fetchedUpTo.Load()
-	if c == nil {
+	n.fetchedMu.Lock()
+	notes := n.fetched
+	n.fetched = nil
+	n.fetchedMu.Unlock()
+	if len(notes) == 0 {
 		return acts
 	}
-	return append(acts, n.replica.CaughtUp(c.seq, c.timestamp)...)
+	for _, c := range notes {
+		n.replica.Forget(c.batch)
+	}
+	last := notes[len(notes)-1]
+	return append(acts, n.replica.CaughtUp(last.seq, last.timestamp)...)
 }
 
 // carry performs a round's actions: first one durable write of every envelope

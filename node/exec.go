@@ -7,7 +7,6 @@ import (
 	"github.com/ordoledger/ordo/codec"
 	"github.com/ordoledger/ordo/crypto"
 	"github.com/ordoledger/ordo/eventlog"
-	"github.com/ordoledger/ordo/ledger"
 	"github.com/ordoledger/ordo/pbft"
 )
 
@@ -68,7 +67,9 @@ func (n *Node) execute(it execItem) bool {
 	n.host.Broadcast(frameOf(tagEnvelope, codec.MustMarshal(env)))
 	n.replies.executedLocal(e, env)
 	if it.fetched {
-		n.fetchedUpTo.Store(&caughtUpNote{seq: it.seq, timestamp: logTime})
+		n.fetchedMu.Lock()
+		n.fetched = append(n.fetched, caughtUpNote{seq: it.seq, timestamp: logTime, batch: it.batch})
+		n.fetchedMu.Unlock()
 		select {
 		case n.caughtUpKick <- struct{}{}:
 		default:

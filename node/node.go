@@ -78,7 +78,8 @@ type Node struct {
 	caughtUpKick chan struct{}
 	fetchKick    chan uint64
 	appliedSeq   atomic.Uint64
-	fetchedUpTo  atomic.Pointer[caughtUpNote]
+	fetchedMu    sync.Mutex
+	fetched      []caughtUpNote // executor → driver: entries applied from fetches
 
 	status atomic.Pointer[pbft.Status]
 
