@@ -35,9 +35,12 @@ func (l *Log) Apply(h EntryHeader, exec func(tx *Tx) (results [][]byte, err erro
 
 	txn := l.db.NewTransaction(true)
 	defer txn.Discard()
-	tx := &Tx{txn: txn, seq: h.Seq, timestamp: h.Timestamp, nextPosition: cur.LastPosition + 1}
+	tx := &Tx{db: l.db, txn: txn, seq: h.Seq, timestamp: h.Timestamp, nextPosition: cur.LastPosition + 1}
 	results, err := exec(tx)
 	tx.done = true
+	if tx.snapshot != nil {
+		tx.snapshot.Discard()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("apply entry %d: %w", h.Seq, err)
 	}
@@ -88,7 +91,9 @@ func tooBig(err error) error {
 // Tx is what an executor may do inside Apply. It is valid only while the exec
 // function runs and only from the goroutine that called Apply.
 type Tx struct {
+	db           *badger.DB
 	txn          *badger.Txn
+	snapshot     *badger.Txn // read-only, the state before this batch; made on first use
 	seq          uint64
 	timestamp    int64
 	nextPosition uint64
@@ -257,20 +262,33 @@ func (tx *Tx) Delete(key []byte) error {
 	return nil
 }
 
-// Keys returns up to limit keys of the replicated executor state that start
-// with prefix, in key order (this transaction's own writes included).
-func (tx *Tx) Keys(prefix []byte, limit int) ([][]byte, error) {
+// CommittedKeys returns up to limit keys of the replicated executor state that
+// start with prefix and sort at or after from (which must itself start with
+// prefix), in key order, as they were before this batch: this transaction's
+// own writes are not seen. An iterator over the badger write transaction would
+// sort all of its pending writes each time it is created, which made ordered
+// scans during a large batch quadratic; an executor that needs its own writes
+// merged keeps track of them itself. from lets a caller seek past ranges it
+// knows are deleted, which a scan would otherwise step through tombstone by
+// tombstone.
+func (tx *Tx) CommittedKeys(prefix, from []byte, limit int) ([][]byte, error) {
 	if err := tx.check(); err != nil {
 		return nil, err
 	}
 	if limit <= 0 {
 		return nil, fmt.Errorf("state keys: limit %d must be positive", limit)
 	}
+	if !bytes.HasPrefix(from, prefix) {
+		return nil, fmt.Errorf("state keys: start %x outside prefix %x", from, prefix)
+	}
+	if tx.snapshot == nil {
+		tx.snapshot = tx.db.NewTransaction(false)
+	}
 	p := append([]byte{prefixState}, prefix...)
-	it := tx.txn.NewIterator(badger.IteratorOptions{Prefix: p})
+	it := tx.snapshot.NewIterator(badger.IteratorOptions{Prefix: p})
 	defer it.Close()
 	var keys [][]byte
-	for it.Seek(p); it.ValidForPrefix(p) && len(keys) < limit; it.Next() {
+	for it.Seek(append([]byte{prefixState}, from...)); it.ValidForPrefix(p) && len(keys) < limit; it.Next() {
 		keys = append(keys, it.Item().KeyCopy(nil)[1:])
 	}
 	return keys, nil

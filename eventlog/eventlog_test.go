@@ -305,13 +305,9 @@ func TestTxStateAndIndexes(t *testing.T) {
 		if err := tx.Delete([]byte("p/2")); err != nil {
 			t.Error(err)
 		}
-		keys, err := tx.Keys([]byte("p/"), 10)
-		if err != nil || fmt.Sprintf("%s", keys) != "[p/1 p/3]" {
-			t.Errorf("Keys = %s %v", keys, err)
-		}
-		keys, err = tx.Keys([]byte("p/"), 1)
-		if err != nil || fmt.Sprintf("%s", keys) != "[p/1]" {
-			t.Errorf("Keys limit 1 = %s %v", keys, err)
+		// This batch's own writes are not among the committed keys.
+		if keys, err := tx.CommittedKeys([]byte("p/"), []byte("p/"), 10); err != nil || len(keys) != 0 {
+			t.Errorf("CommittedKeys in the first batch = %s %v", keys, err)
 		}
 		if v, found, err := tx.Get([]byte("p/3")); err != nil || !found || string(v) != "vp/3" {
 			t.Errorf("Get = %q %v %v", v, found, err)
@@ -325,6 +321,30 @@ func TestTxStateAndIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = l.Apply(header(2, 0), func(tx *Tx) ([][]byte, error) {
+		if err := tx.Set([]byte("p/0"), []byte("new")); err != nil {
+			t.Error(err)
+		}
+		if err := tx.Delete([]byte("p/1")); err != nil {
+			t.Error(err)
+		}
+		keys, err := tx.CommittedKeys([]byte("p/"), []byte("p/"), 10)
+		if err != nil || fmt.Sprintf("%s", keys) != "[p/1 p/3]" {
+			t.Errorf("CommittedKeys = %s %v", keys, err)
+		}
+		keys, err = tx.CommittedKeys([]byte("p/"), []byte("p/"), 1)
+		if err != nil || fmt.Sprintf("%s", keys) != "[p/1]" {
+			t.Errorf("CommittedKeys limit 1 = %s %v", keys, err)
+		}
+		keys, err = tx.CommittedKeys([]byte("p/"), []byte("p/2"), 10)
+		if err != nil || fmt.Sprintf("%s", keys) != "[p/3]" {
+			t.Errorf("CommittedKeys from p/2 = %s %v", keys, err)
+		}
+		if _, err := tx.CommittedKeys([]byte("p/"), []byte("p/"), 0); err == nil {
+			t.Error("CommittedKeys with limit 0 accepted")
+		}
+		if _, err := tx.CommittedKeys([]byte("p/"), []byte("q"), 1); err == nil {
+			t.Error("CommittedKeys from outside the prefix accepted")
+		}
 		if _, found, err := tx.Get([]byte("p/2")); err != nil || found {
 			t.Errorf("deleted key found %v (%v)", found, err)
 		}

@@ -14,8 +14,10 @@ import (
 // lowest is evicted. Client seqs are not dense (the CLI uses wall-clock
 // nanoseconds) and arrive out of order, so "lowest" needs an ordered view: the
 // client record caches the lowSeqsMax lowest retained seqs, and only when that
-// cache runs dry is it refilled from an ordered key scan. Eviction therefore
-// costs a key scan once every lowSeqsMax evictions instead of every time.
+// cache runs dry is it refilled from an ordered scan of the result keys. The
+// scan reads the state as committed before the batch (an ordered scan of the
+// batch's own transaction would sort all its pending writes every time) and
+// merges in what this batch changed, which window tracks.
 const lowSeqsMax = 16
 
 const (
@@ -67,8 +69,28 @@ func decodeClientState(b []byte) (clientState, error) {
 	return c, nil
 }
 
-func loadClient(tx *eventlog.Tx, client crypto.PublicKey) (clientState, error) {
-	b, found, err := tx.Get(clientKey(client))
+// window is the at-most-once state as one batch sees and changes it.
+type window struct {
+	tx   *eventlog.Tx
+	size uint64
+	// changed holds, per client touched by this batch, the result keys the
+	// batch added and removed. Only looked up, never iterated.
+	changed map[crypto.PublicKey]*batchChanges
+}
+
+// batchChanges are one client's result seqs stored (still present) and
+// evicted (present before the batch) by the current batch.
+type batchChanges struct {
+	added   []uint64 // ascending
+	removed map[uint64]struct{}
+}
+
+func newWindow(tx *eventlog.Tx, size int) *window {
+	return &window{tx: tx, size: uint64(size), changed: map[crypto.PublicKey]*batchChanges{}}
+}
+
+func (w *window) load(client crypto.PublicKey) (clientState, error) {
+	b, found, err := w.tx.Get(clientKey(client))
 	if err != nil || !found {
 		return clientState{}, err
 	}
@@ -79,9 +101,26 @@ func loadClient(tx *eventlog.Tx, client crypto.PublicKey) (clientState, error) {
 	return c, nil
 }
 
-// record notes that seq's result was stored, evicts the lowest result when the
-// window overflows, and saves the record.
-func (c *clientState) record(tx *eventlog.Tx, client crypto.PublicKey, seq, window uint64) error {
+// tooOld reports whether seq is below every retained seq of a full window.
+func (w *window) tooOld(c *clientState, seq uint64) bool {
+	return c.count >= w.size && seq < c.low[0]
+}
+
+// store keeps seq's result, evicts the lowest result when the window
+// overflows, and saves the client record.
+func (w *window) store(client crypto.PublicKey, c *clientState, seq uint64, result []byte) error {
+	if err := w.tx.Set(resultKey(client, seq), result); err != nil {
+		return err
+	}
+	ch := w.changes(client)
+	if _, was := ch.removed[seq]; was {
+		// Present before the batch again: the committed scan finds it.
+		delete(ch.removed, seq)
+	} else {
+		at, _ := slices.BinarySearch(ch.added, seq)
+		ch.added = slices.Insert(ch.added, at, seq)
+	}
+
 	// low is a prefix of the sorted retained seqs. seq joins it when it sorts
 	// inside it, or when low already holds every retained seq; either way the
 	// prefix property survives, also after trimming low to lowSeqsMax.
@@ -93,35 +132,60 @@ func (c *clientState) record(tx *eventlog.Tx, client crypto.PublicKey, seq, wind
 		}
 	}
 	c.count++
-	if c.count > window {
-		if err := tx.Delete(resultKey(client, c.low[0])); err != nil {
+	if c.count > w.size {
+		evict := c.low[0]
+		if err := w.tx.Delete(resultKey(client, evict)); err != nil {
 			return err
+		}
+		if at, ok := slices.BinarySearch(ch.added, evict); ok {
+			ch.added = slices.Delete(ch.added, at, at+1)
+		} else {
+			ch.removed[evict] = struct{}{}
 		}
 		c.count--
 		c.low = c.low[1:]
 		if len(c.low) == 0 {
-			if err := c.refill(tx, client); err != nil {
+			if err := w.refill(client, c, ch, evict); err != nil {
 				return err
 			}
 		}
 	}
-	return tx.Set(clientKey(client), c.encode())
+	return w.tx.Set(clientKey(client), c.encode())
 }
 
-// refill reloads the lowest retained seqs from the ordered result keys.
-func (c *clientState) refill(tx *eventlog.Tx, client crypto.PublicKey) error {
-	keys, err := tx.Keys(resultPrefix(client), lowSeqsMax)
+func (w *window) changes(client crypto.PublicKey) *batchChanges {
+	ch, ok := w.changed[client]
+	if !ok {
+		ch = &batchChanges{removed: map[uint64]struct{}{}}
+		w.changed[client] = ch
+	}
+	return ch
+}
+
+// refill reloads the lowest retained seqs after evicted, which was the lowest:
+// those committed before the batch and not evicted since (the first
+// lowSeqsMax + evicted keys above it contain them all), merged with those the
+// batch added. Everything at or below evicted is gone, so the scan starts
+// above it rather than stepping through the deleted keys.
+func (w *window) refill(client crypto.PublicKey, c *clientState, ch *batchChanges, evicted uint64) error {
+	keys, err := w.tx.CommittedKeys(resultPrefix(client), resultKey(client, evicted+1), lowSeqsMax+len(ch.removed))
 	if err != nil {
 		return err
 	}
 	prefix := len(resultPrefix(client))
-	c.low = make([]uint64, 0, len(keys))
+	low := make([]uint64, 0, len(keys)+len(ch.added))
 	for _, k := range keys {
 		if len(k) != prefix+8 {
 			return fmt.Errorf("client %v: result key of %d bytes", client, len(k))
 		}
-		c.low = append(c.low, binary.BigEndian.Uint64(k[prefix:]))
+		seq := binary.BigEndian.Uint64(k[prefix:])
+		if _, gone := ch.removed[seq]; !gone {
+			low = append(low, seq)
+		}
 	}
+	low = append(low, ch.added[:min(len(ch.added), lowSeqsMax)]...)
+	slices.Sort(low)
+	c.low = low[:min(len(low), lowSeqsMax)]
 	if uint64(len(c.low)) != min(c.count, lowSeqsMax) {
 		return fmt.Errorf("client %v: %d results on record, %d found", client, c.count, len(c.low))
 	}

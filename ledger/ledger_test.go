@@ -12,7 +12,6 @@ import (
 	"github.com/ordoledger/ordo/codec"
 	"github.com/ordoledger/ordo/crypto"
 	"github.com/ordoledger/ordo/eventlog"
-	"github.com/ordoledger/ordo/pbft"
 )
 
 var testGenesis = crypto.Hash([]byte("ledger test genesis"))
@@ -410,27 +409,6 @@ func TestClientWindowIncreasingSeqs(t *testing.T) {
 		} else if r.Code != CodeOK || fmt.Sprint(r.Positions) != fmt.Sprintf("[%d]", k+1) {
 			t.Fatalf("retained seq of request %d: %s %v, want its original position %d", k, r.Code, r.Positions, k+1)
 		}
-	}
-}
-
-func TestDecodeBatch(t *testing.T) {
-	key, err := crypto.NewKeyFromSeed(bytes.Repeat([]byte{7}, crypto.SeedSize))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := crypto.NewSigner(key, testGenesis)
-	cmd := appendCmd("s", ExpectedAny, ev(1))
-	raw := pbft.SignRequest(s, 42, cmd)
-	reqs, err := DecodeBatch([][]byte{raw})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := Request{Client: key.Public(), ClientSeq: 42, Hash: crypto.Hash(raw), Command: cmd}
-	if len(reqs) != 1 || reqs[0].Client != want.Client || reqs[0].ClientSeq != 42 || reqs[0].Hash != want.Hash || !bytes.Equal(reqs[0].Command, cmd) {
-		t.Fatalf("DecodeBatch = %+v", reqs)
-	}
-	if _, err := DecodeBatch([][]byte{raw, {0xff}}); err == nil {
-		t.Fatal("an undecodable request was accepted")
 	}
 }
 

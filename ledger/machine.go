@@ -8,7 +8,6 @@ import (
 	"github.com/ordoledger/ordo/codec"
 	"github.com/ordoledger/ordo/crypto"
 	"github.com/ordoledger/ordo/eventlog"
-	"github.com/ordoledger/ordo/pbft"
 )
 
 // Bounds that are not configuration: they are part of the command format.
@@ -67,21 +66,6 @@ type Request struct {
 	Command []byte
 }
 
-// DecodeBatch turns a committed batch's encoded SignedRequests into Requests.
-// Replicas check every request before they agree on a batch, so a failure here
-// means the batch did not come through consensus.
-func DecodeBatch(batch [][]byte) ([]Request, error) {
-	reqs := make([]Request, len(batch))
-	for i, raw := range batch {
-		_, r, err := pbft.DecodeRequest(raw)
-		if err != nil {
-			return nil, fmt.Errorf("batch request %d: %w", i, err)
-		}
-		reqs[i] = Request{Client: r.Client, ClientSeq: r.Seq, Hash: crypto.Hash(raw), Command: r.Command}
-	}
-	return reqs, nil
-}
-
 // Machine executes committed batches. It holds no state of its own: all of it
 // lives in the log's replicated key space, so a Machine is safe to share.
 type Machine struct {
@@ -120,8 +104,9 @@ func (m *Machine) Execute(tx *eventlog.Tx, reqs []Request) ([][]byte, error) {
 		return nil, errors.New("execute: nil transaction")
 	}
 	results := make([][]byte, len(reqs))
+	w := newWindow(tx, m.cfg.ClientWindow)
 	for i := range reqs {
-		r, err := m.executeOnce(tx, &reqs[i])
+		r, err := m.executeOnce(tx, w, &reqs[i])
 		if err != nil {
 			return nil, fmt.Errorf("execute request %d (client %v seq %d): %w", i, reqs[i].Client, reqs[i].ClientSeq, err)
 		}
@@ -132,18 +117,17 @@ func (m *Machine) Execute(tx *eventlog.Tx, reqs []Request) ([][]byte, error) {
 
 // executeOnce gives a request at-most-once semantics: a (client, seq) already
 // executed gets its stored result back, byte for byte, and changes nothing.
-func (m *Machine) executeOnce(tx *eventlog.Tx, req *Request) ([]byte, error) {
-	rk := resultKey(req.Client, req.ClientSeq)
-	if stored, found, err := tx.Get(rk); err != nil {
+func (m *Machine) executeOnce(tx *eventlog.Tx, w *window, req *Request) ([]byte, error) {
+	if stored, found, err := tx.Get(resultKey(req.Client, req.ClientSeq)); err != nil {
 		return nil, err
 	} else if found {
 		return stored, nil
 	}
-	cs, err := loadClient(tx, req.Client)
+	cs, err := w.load(req.Client)
 	if err != nil {
 		return nil, err
 	}
-	if cs.count >= uint64(m.cfg.ClientWindow) && req.ClientSeq < cs.low[0] {
+	if w.tooOld(&cs, req.ClientSeq) {
 		res := Result{
 			RequestHash:   req.Hash,
 			Code:          CodeSeqTooOld,
@@ -158,10 +142,7 @@ func (m *Machine) executeOnce(tx *eventlog.Tx, req *Request) ([]byte, error) {
 		return nil, err
 	}
 	enc := codec.MustMarshal(&res)
-	if err := tx.Set(rk, enc); err != nil {
-		return nil, err
-	}
-	if err := cs.record(tx, req.Client, req.ClientSeq, uint64(m.cfg.ClientWindow)); err != nil {
+	if err := w.store(req.Client, &cs, req.ClientSeq, enc); err != nil {
 		return nil, err
 	}
 	return enc, nil
