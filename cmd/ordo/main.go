@@ -26,6 +26,7 @@ func commands() []*cli.Command {
 		statusCommand(),
 		appendCommand(),
 		readCommand(),
+		verifyCommand(),
 	}
 }
 
