@@ -112,14 +112,13 @@ func (w *window) store(client crypto.PublicKey, c *clientState, seq uint64, resu
 	if err := w.tx.Set(resultKey(client, seq), result); err != nil {
 		return err
 	}
+	// seq is new to both sides of refill's merge: it was not retained (or
+	// executeOnce would have returned its result) and this batch did not evict
+	// it (an evicted seq is below every retained one, so the full window
+	// refuses it as too old).
 	ch := w.changes(client)
-	if _, was := ch.removed[seq]; was {
-		// Present before the batch again: the committed scan finds it.
-		delete(ch.removed, seq)
-	} else {
-		at, _ := slices.BinarySearch(ch.added, seq)
-		ch.added = slices.Insert(ch.added, at, seq)
-	}
+	at, _ := slices.BinarySearch(ch.added, seq)
+	ch.added = slices.Insert(ch.added, at, seq)
 
 	// low is a prefix of the sorted retained seqs. seq joins it when it sorts
 	// inside it, or when low already holds every retained seq; either way the

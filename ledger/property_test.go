@@ -30,7 +30,7 @@ func TestClientWindowModel(t *testing.T) {
 		clock := uint64(1000)
 		n := 0
 		for b := 0; b < batches; b++ {
-			size := rapid.IntRange(1, 8).Draw(rt, "batch size")
+			size := rapid.IntRange(1, 24).Draw(rt, "batch size")
 			reqs := make([]Request, size)
 			for i := range reqs {
 				c := rapid.ByteRange(1, 2).Draw(rt, "client")
