@@ -66,6 +66,10 @@ func (l *Log) Apply(h EntryHeader, exec func(tx *Tx) (results [][]byte, err erro
 	if err != nil {
 		return nil, fmt.Errorf("apply entry %d: %w", h.Seq, err)
 	}
+	// What is stored must decode again under the codec's limits.
+	if len(val) > codec.MaxMessageBytes || len(h.Requests) > codec.MaxArrayElements {
+		return nil, fmt.Errorf("apply entry %d: %d requests in %d bytes exceed the codec's limits: %w", h.Seq, len(h.Requests), len(val), ErrBatchTooBig)
+	}
 	next := head{Seq: e.Seq, Hash: e.Hash, LastPosition: tx.nextPosition - 1}
 	if err := tx.write(entryKey(e.Seq), val); err != nil {
 		return nil, fmt.Errorf("apply entry %d: %w", h.Seq, err)

@@ -656,6 +656,12 @@ func TestBatchTooBig(t *testing.T) {
 	if seq, _ := l.Applied(); seq != 0 {
 		t.Fatalf("head moved to %d", seq)
 	}
+	// An entry that would not decode again under the codec's limits.
+	h := header(1, 0)
+	h.Certificate = make([]byte, codec.MaxMessageBytes)
+	if _, err := openMem(t).Apply(h, func(*Tx) ([][]byte, error) { return nil, nil }); !errors.Is(err, ErrBatchTooBig) {
+		t.Fatalf("entry over the codec limit: %v, want ErrBatchTooBig", err)
+	}
 }
 
 func TestCorruptValueDetected(t *testing.T) {
