@@ -25,7 +25,7 @@ import (
 
 // testCluster is n validators in this process, talking real libp2p on loopback.
 type testCluster struct {
-	t       *testing.T
+	t       testing.TB
 	genesis *Genesis
 	keys    []crypto.PrivateKey
 	dirs    []string
@@ -33,7 +33,7 @@ type testCluster struct {
 	client  crypto.PrivateKey
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -43,14 +43,14 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("ORDO_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func newTestCluster(t *testing.T, n int) *testCluster {
+func newTestCluster(t testing.TB, n int) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, genesis: &Genesis{ChainID: "ordo-test", Params: DefaultParams(), Admission: Admission{Mode: AdmissionOpen}}}
 	for i := 0; i < n; i++ {
@@ -119,7 +119,7 @@ func (c *testCluster) newClient(nodes ...int) *client.Client {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, deadline time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, deadline time.Duration, what string, cond func() bool) {
 	t.Helper()
 	end := time.Now().Add(deadline)
 	for !cond() {
