@@ -116,6 +116,8 @@ type Engine struct {
 	batchMax  int
 	heartbeat time.Duration
 	metrics   *metrics
+	// minPositionWait is MinPositionWaitMax; tests shorten it.
+	minPositionWait time.Duration
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -182,7 +184,8 @@ func Open(opts Options) (*Engine, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &Engine{
 		db: db, log: opts.Log, logger: logger, batchMax: batchMax, heartbeat: heartbeat,
-		ctx: ctx, cancel: cancel,
+		minPositionWait: MinPositionWaitMax,
+		ctx:             ctx, cancel: cancel,
 		runners:  make(map[string]*runner),
 		dropKick: make(chan struct{}, 1),
 	}

@@ -97,7 +97,7 @@ func (e *Engine) waitMin(w http.ResponseWriter, r *http.Request, name string) bo
 	if minPos == 0 {
 		return true
 	}
-	cur, err := e.WaitPosition(r.Context(), name, minPos, MinPositionWaitMax)
+	cur, err := e.WaitPosition(r.Context(), name, minPos, e.minPositionWait)
 	if err != nil {
 		writeQueryError(w, err, &cur)
 		return false
