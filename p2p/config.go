@@ -15,15 +15,16 @@ import (
 
 // Defaults applied by New to zero-valued Config fields.
 const (
-	DefaultFrameBytesMax    = codec.MaxMessageBytes
-	DefaultSendQueueLen     = 4096
-	DefaultInboundQueueLen  = 8192
-	DefaultDialBackoffMin   = 50 * time.Millisecond
-	DefaultDialBackoffMax   = 5 * time.Second
-	DefaultRequestTimeout   = 5 * time.Second
-	DefaultWriteTimeout     = 10 * time.Second
-	DefaultRequestBytesMax  = 64 << 10
-	DefaultResponseBytesMax = 32 << 20
+	DefaultFrameBytesMax     = codec.MaxMessageBytes
+	DefaultSendQueueLen      = 4096
+	DefaultSendQueueBytesMax = 64 << 20
+	DefaultInboundQueueLen   = 8192
+	DefaultDialBackoffMin    = 50 * time.Millisecond
+	DefaultDialBackoffMax    = 5 * time.Second
+	DefaultRequestTimeout    = 5 * time.Second
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultRequestBytesMax   = 64 << 10
+	DefaultResponseBytesMax  = 32 << 20
 )
 
 // Hard ceilings on configurable bounds. They keep a configuration typo from
@@ -31,6 +32,7 @@ const (
 const (
 	frameBytesCeiling = 256 << 20
 	queueLenCeiling   = 1 << 20
+	queueBytesCeiling = 1 << 30
 	validatorsMax     = 1024
 	addrsPerPeerMax   = 16
 	// dialBackoffCeiling bounds DialBackoffMax: a validator that waits longer
@@ -62,6 +64,10 @@ type Config struct {
 	// SendQueueLen is the per-peer outbound queue, in frames. A full queue
 	// drops the new frame and counts it.
 	SendQueueLen int
+	// SendQueueBytesMax bounds the bytes queued for one peer, so that a peer
+	// that cannot keep up holds at most this much memory; at least
+	// FrameBytesMax. A frame that does not fit is dropped and counted.
+	SendQueueBytesMax int
 	// InboundQueueLen is the capacity of the channel Inbound returns. When it
 	// is full, stream readers block, and yamux/TCP flow control pushes back.
 	InboundQueueLen int
@@ -92,6 +98,7 @@ func (c Config) withDefaults() Config {
 	}
 	setInt(&c.FrameBytesMax, DefaultFrameBytesMax)
 	setInt(&c.SendQueueLen, DefaultSendQueueLen)
+	setInt(&c.SendQueueBytesMax, DefaultSendQueueBytesMax)
 	setInt(&c.InboundQueueLen, DefaultInboundQueueLen)
 	setInt(&c.RequestBytesMax, DefaultRequestBytesMax)
 	setInt(&c.ResponseBytesMax, DefaultResponseBytesMax)
@@ -150,12 +157,16 @@ func (c Config) Validate() error {
 		{"RequestBytesMax", c.RequestBytesMax, frameBytesCeiling},
 		{"ResponseBytesMax", c.ResponseBytesMax, frameBytesCeiling},
 		{"SendQueueLen", c.SendQueueLen, queueLenCeiling},
+		{"SendQueueBytesMax", c.SendQueueBytesMax, queueBytesCeiling},
 		{"InboundQueueLen", c.InboundQueueLen, queueLenCeiling},
 	}
 	for _, b := range bounds {
 		if b.v < 1 || b.v > b.max {
 			return fmt.Errorf("p2p config: %s is %d, want 1..%d", b.name, b.v, b.max)
 		}
+	}
+	if c.SendQueueBytesMax < c.FrameBytesMax {
+		return fmt.Errorf("p2p config: SendQueueBytesMax %d is below FrameBytesMax %d: a largest frame could never be sent", c.SendQueueBytesMax, c.FrameBytesMax)
 	}
 	for _, d := range []struct {
 		name string

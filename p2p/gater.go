@@ -24,8 +24,10 @@ func (g *validatorGater) allowed(p peer.ID, dir network.Direction) bool {
 	if _, ok := g.validators[p]; ok {
 		return true
 	}
-	g.refused.Add(1)
-	g.log.Warn("p2p: refused a connection with a peer outside the validator set", "peer", p, "direction", dir)
+	if n := g.refused.Add(1); worthLogging(n) {
+		g.log.Warn("p2p: refused a connection with a peer outside the validator set",
+			"peer", p, "direction", dir, "refused_total", n)
+	}
 	return false
 }
 
@@ -46,3 +48,8 @@ func (g *validatorGater) InterceptSecured(dir network.Direction, p peer.ID, _ ne
 func (g *validatorGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
 	return true, 0
 }
+
+// worthLogging reports whether the n-th occurrence of a repeated fault should
+// be logged: the 1st, 2nd, 4th, 8th… so that a peer repeating it cannot
+// flood the log, while the counters still see every one.
+func worthLogging(n uint64) bool { return n&(n-1) == 0 }

@@ -54,7 +54,7 @@ type Stats struct {
 	// FramesReceived counts frames handed to Inbound.
 	FramesReceived uint64
 	// FramesDropped counts frames refused by Send because the peer's queue was
-	// full.
+	// full (or the host closed).
 	FramesDropped uint64
 	// FramesRefused counts frames above FrameBytesMax (on send or receive),
 	// frames sent to an unknown index or to Self, inbound frames the resource
@@ -145,7 +145,11 @@ func New(cfg Config) (*Host, error) {
 	lh, err := libp2p.New(
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings(cfg.ListenAddrs...),
-		libp2p.Transport(tcp.NewTCPTransport),
+		// Dialing from the listen port (reuseport) only helps NAT traversal,
+		// and two validators dialing each other at once from their listen
+		// ports can meet in one TCP simultaneous open where both sides act
+		// as the Noise initiator and the handshake fails.
+		libp2p.Transport(tcp.NewTCPTransport, tcp.DisableReuseport()),
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ConnectionGater(gater),
@@ -227,22 +231,27 @@ func (h *Host) Start() {
 }
 
 // Send queues frame for validator to without blocking. It reports false when
-// the frame is dropped: the peer's queue is full, the frame is above
-// FrameBytesMax, to is not a peer, or the host is closed; every drop is
-// counted. The frame must not be modified after Send.
+// the frame is dropped: the peer's queue is full (SendQueueLen frames or
+// SendQueueBytesMax bytes), the frame is above FrameBytesMax, to is not a
+// peer, or the host is closed; every drop is counted. The frame must not be
+// modified after Send.
 func (h *Host) Send(to uint32, frame []byte) bool {
 	if int(to) >= len(h.links) || h.links[to] == nil || len(frame) > h.cfg.FrameBytesMax {
 		h.stats.framesRefused.Add(1)
 		return false
 	}
-	if h.ctx.Err() != nil {
+	l := h.links[to]
+	size := int64(len(frame))
+	if h.ctx.Err() != nil || l.queuedBytes.Add(size) > int64(h.cfg.SendQueueBytesMax) {
+		l.queuedBytes.Add(-size)
 		h.stats.framesDropped.Add(1)
 		return false
 	}
 	select {
-	case h.links[to].queue <- frame:
+	case l.queue <- frame:
 		return true
 	default:
+		l.queuedBytes.Add(-size)
 		h.stats.framesDropped.Add(1)
 		return false
 	}
@@ -402,8 +411,9 @@ func (h *Host) endInbound(s network.Stream, from uint32, err error) {
 		s.Close()
 		return
 	case errors.Is(err, ErrFrameTooLarge), errors.Is(err, errFrameMemory):
-		h.stats.framesRefused.Add(1)
-		h.log.Warn("p2p: refused an inbound frame; resetting the stream", "peer", from, "err", err)
+		if n := h.stats.framesRefused.Add(1); worthLogging(n) {
+			h.log.Warn("p2p: refused an inbound frame; resetting the stream", "peer", from, "err", err, "refused_total", n)
+		}
 	case h.ctx.Err() == nil:
 		h.log.Debug("p2p: inbound pbft stream ended", "peer", from, "err", err)
 	}

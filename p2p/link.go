@@ -31,7 +31,15 @@ type link struct {
 	index uint32
 	id    peer.ID
 	queue chan []byte
-	up    atomic.Bool // a pbft stream is open and being written
+	// queuedBytes is the size of the frames in queue, bounded by
+	// SendQueueBytesMax: Send adds, the writer subtracts as it dequeues.
+	queuedBytes atomic.Int64
+	up          atomic.Bool // a pbft stream is open and being written
+}
+
+// dequeued accounts for a frame taken off the queue.
+func (l *link) dequeued(frame []byte) {
+	l.queuedBytes.Add(-int64(len(frame)))
 }
 
 // runLink keeps a pbft stream to l's peer open and drains l's queue onto it,
@@ -130,12 +138,13 @@ func (h *Host) pump(l *link, s network.Stream) (flushed bool, err error) {
 		case <-dead:
 			return flushed, errPeerEndedStream
 		case frame = <-l.queue:
+			l.dequeued(frame)
 		}
 		if err := s.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout)); err != nil {
 			h.stats.framesLost.Add(1)
 			return flushed, fmt.Errorf("set write deadline: %w", err)
 		}
-		batch, err := writeBatch(bw, frame, l.queue)
+		batch, err := writeBatch(bw, frame, l)
 		if err != nil {
 			h.stats.framesLost.Add(batch)
 			return flushed, err
@@ -152,7 +161,7 @@ func (h *Host) pump(l *link, s network.Stream) (flushed bool, err error) {
 // writeBatch writes first and then whatever else is queued, up to
 // writeBatchFramesMax frames, without blocking on the queue. It returns how
 // many frames it wrote, including one that failed.
-func writeBatch(bw *bufio.Writer, first []byte, queue <-chan []byte) (uint64, error) {
+func writeBatch(bw *bufio.Writer, first []byte, l *link) (uint64, error) {
 	frame := first
 	for n := uint64(1); ; n++ {
 		if err := writeFrame(bw, frame); err != nil {
@@ -162,7 +171,8 @@ func writeBatch(bw *bufio.Writer, first []byte, queue <-chan []byte) (uint64, er
 			return n, nil
 		}
 		select {
-		case frame = <-queue:
+		case frame = <-l.queue:
+			l.dequeued(frame)
 		default:
 			return n, nil
 		}

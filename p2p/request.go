@@ -118,8 +118,9 @@ func (h *Host) handleFetch(s network.Stream) {
 	req, release, err := readStreamFrame(s, bufio.NewReader(s), h.cfg.RequestBytesMax, 0)
 	if err != nil {
 		if errors.Is(err, ErrFrameTooLarge) || errors.Is(err, errFrameMemory) {
-			h.stats.framesRefused.Add(1)
-			log.Warn("p2p: refused a fetch request", "err", err)
+			if n := h.stats.framesRefused.Add(1); worthLogging(n) {
+				log.Warn("p2p: refused a fetch request", "err", err, "refused_total", n)
+			}
 		}
 		s.Reset()
 		return
@@ -127,7 +128,7 @@ func (h *Host) handleFetch(s network.Stream) {
 	defer release()
 	fn := h.reqFn.Load()
 	if fn == nil {
-		log.Warn("p2p: fetch request before a request handler was set")
+		log.Debug("p2p: fetch request before a request handler was set")
 		s.Reset()
 		return
 	}

@@ -32,14 +32,10 @@ func TestOutsiderCannotConnectOrDeliver(t *testing.T) {
 	waitFor(t, "hosts[0] to refuse the outsider", func() bool { return hosts[0].Stats().ConnsRefused > 0 })
 	waitFor(t, "the outsider to retry", func() bool { return hosts[0].Stats().ConnsRefused > 2 })
 
-	if got := outsider.Connected(); got != 0 {
-		t.Fatalf("outsider has %d validator connections", got)
-	}
+	// Judged from the validator's side: the outsider's libp2p may believe,
+	// for a moment, that its half of a refused connection is up.
 	if st := hosts[0].Stats(); st.FramesReceived != 0 {
 		t.Fatalf("hosts[0] received %d frames", st.FramesReceived)
-	}
-	if st := outsider.Stats(); st.FramesSent != 0 {
-		t.Fatalf("outsider flushed %d frames to a validator", st.FramesSent)
 	}
 	if got := hosts[0].Connected(); got != 1 {
 		t.Fatalf("hosts[0] has %d validator connections, want 1", got)
@@ -212,6 +208,28 @@ func TestSendRefusalsAndFullQueue(t *testing.T) {
 			t.Fatalf("got frame %d, want %d", in.Frame[0], i)
 		}
 	}
+}
+
+func TestSendQueueBytesBound(t *testing.T) {
+	const bytesMax = 16
+	hosts, _ := newCluster(t, 2, func(c *Config) { c.FrameBytesMax, c.SendQueueBytesMax = bytesMax, bytesMax })
+	h := hosts[0]
+	if !h.Send(1, make([]byte, bytesMax)) {
+		t.Fatal("a max-size frame did not fit an empty queue")
+	}
+	if h.Send(1, []byte{1}) {
+		t.Fatal("a frame beyond SendQueueBytesMax was queued")
+	}
+	if st := h.Stats(); st.FramesDropped != 1 {
+		t.Fatalf("FramesDropped %d, want 1", st.FramesDropped)
+	}
+	startAll(hosts)
+	receive(t, hosts[1])
+	// The writer gave the bytes back as it dequeued.
+	if !h.Send(1, make([]byte, bytesMax)) {
+		t.Fatal("queue bytes not released after the frame went out")
+	}
+	receive(t, hosts[1])
 }
 
 // A stream opened to a peer is judged by the connection, not the frame: even
