@@ -224,7 +224,7 @@ func TestClusterOrdersEventsAndCatchesUp(t *testing.T) {
 
 	// Every node's log replays from genesis to the same head.
 	for i, nd := range c.nodes {
-		rp, err := NewReplayer(c.genesis)
+		rp, err := NewReplayer(c.genesis, "")
 		if err != nil {
 			t.Fatal(err)
 		}

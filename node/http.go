@@ -369,6 +369,10 @@ func (n *Node) handleStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	evs, next, err := n.store.ReadStream(stream, from, limit, backwards)
+	if errors.Is(err, eventlog.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "stream_not_found", fmt.Sprintf("stream %q has no events", stream))
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "internal", err.Error())
 		return

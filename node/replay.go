@@ -57,9 +57,11 @@ type Replayer struct {
 	events  uint64
 }
 
-// NewReplayer starts an empty replay for genesis g.
-func NewReplayer(g *Genesis) (*Replayer, error) {
-	store, err := eventlog.Open(eventlog.Options{InMemory: true, Genesis: g.Hash()})
+// NewReplayer starts an empty replay for genesis g. The replayed state lives in
+// dir (a fresh directory, so a long log need not fit in memory), or in memory
+// when dir is "".
+func NewReplayer(g *Genesis, dir string) (*Replayer, error) {
+	store, err := eventlog.Open(eventlog.Options{Dir: dir, InMemory: dir == "", Genesis: g.Hash()})
 	if err != nil {
 		return nil, fmt.Errorf("replay: %w", err)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/urfave/cli/v2"
@@ -50,7 +51,12 @@ func runVerify(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	rp, err := node.NewReplayer(g)
+	scratch, err := os.MkdirTemp("", "ordo-verify-")
+	if err != nil {
+		return fmt.Errorf("scratch directory for the replay: %w", err)
+	}
+	defer os.RemoveAll(scratch)
+	rp, err := node.NewReplayer(g, scratch)
 	if err != nil {
 		return err
 	}
