@@ -208,7 +208,11 @@ func (fn *fakeNode) readAll(w http.ResponseWriter, r *http.Request) {
 func (fn *fakeNode) readStream(w http.ResponseWriter, r *http.Request) {
 	fn.mu.Lock()
 	defer fn.mu.Unlock()
-	idx := fn.streams[r.PathValue("stream")]
+	idx, ok := fn.streams[r.PathValue("stream")]
+	if !ok {
+		writeErr(w, http.StatusNotFound, "stream_not_found", fmt.Sprintf("stream %q has no events", r.PathValue("stream")))
+		return
+	}
 	backwards := r.URL.Query().Get("backwards") == "true"
 	limit := int(query(r, "limit", 100))
 	page := []map[string]any{}

@@ -231,7 +231,7 @@ func TestGenesis(t *testing.T) {
 }
 
 func TestHelpAndUsageErrors(t *testing.T) {
-	for _, cmd := range []string{"keygen", "genesis", "node", "status", "append", "read"} {
+	for _, cmd := range []string{"keygen", "genesis", "node", "status", "append", "read", "verify"} {
 		out := mustOrdo(t, cmd, "--help")
 		if !strings.Contains(out, "ordo "+cmd) {
 			t.Errorf("%s --help printed %q", cmd, out)
@@ -411,9 +411,7 @@ func TestRead(t *testing.T) {
 	if got := lines(t, mustOrdo(t, "read", "--node", node, "--stream", "a", "--backwards", "--from", "1")); len(got) != 2 || got[0].Version != 1 {
 		t.Errorf("stream a backwards from 1: %+v", got)
 	}
-	if out := mustOrdo(t, "read", "--node", node, "--stream", "nothing"); out != "" {
-		t.Errorf("an empty stream printed %q", out)
-	}
+	failOrdo(t, `stream_not_found: stream "nothing" has no events`, "read", "--node", node, "--stream", "nothing")
 
 	failOrdo(t, "exactly one of --stream S and --all", "read", "--node", node)
 	failOrdo(t, "exactly one of --stream S and --all", "read", "--node", node, "--all", "--stream", "a")
@@ -468,6 +466,8 @@ func TestReadFollow(t *testing.T) {
 
 	allOut, stopAll := follow(t, "--node", c.node.srv.URL, "--all")
 	streamOut, stopStream := follow(t, "--node", c.node.srv.URL, "--stream", "a")
+	// A stream that does not exist yet is followed from its first event.
+	laterOut, stopLater := follow(t, "--node", c.node.srv.URL, "--stream", "later")
 	waitLines(t, allOut, 2)
 	waitLines(t, streamOut, 1)
 
@@ -475,10 +475,16 @@ func TestReadFollow(t *testing.T) {
 		stream := []string{"a", "b"}[i%2]
 		mustOrdo(t, c.appendArgs("--stream", stream, "--type", "t", "--data", fmt.Sprint(i))...)
 	}
-	waitLines(t, allOut, 6)
+	mustOrdo(t, c.appendArgs("--stream", "later", "--type", "t", "--data", "6")...)
+	waitLines(t, allOut, 7)
 	waitLines(t, streamOut, 3)
+	waitLines(t, laterOut, 1)
 	stopAll()
 	stopStream()
+	stopLater()
+	if later := lines(t, laterOut.String()); len(later) != 1 || later[0].Stream != "later" || later[0].Version != 0 {
+		t.Errorf("stream later: %+v", later)
+	}
 
 	all := lines(t, allOut.String())
 	for i, e := range all {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 
 	"github.com/urfave/cli/v2"
 
@@ -204,6 +205,10 @@ func (r *reader) followStream(ctx context.Context, stream string, from uint64) e
 	pos := st.LastPosition + 1
 	for {
 		next, err := r.stream(ctx, stream, from)
+		if isStreamNotFound(err) {
+			// Not created yet: its first event will come through the poll.
+			next, err = from, nil
+		}
 		if err != nil {
 			return err
 		}
@@ -235,4 +240,10 @@ func (r *reader) followStream(ctx context.Context, stream string, from uint64) e
 			from = e.Version + 1
 		}
 	}
+}
+
+// isStreamNotFound reports the node's answer for a stream with no events.
+func isStreamNotFound(err error) bool {
+	var apiErr *client.APIError
+	return errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound
 }
