@@ -49,7 +49,7 @@ func runNode(c *cli.Context) error {
 		Logger:    logger,
 	})
 	if err != nil && !isInterrupted(c.Context, err) {
-		return fmt.Errorf("node: %w", err)
+		return err
 	}
 	return nil
 }
