@@ -421,10 +421,19 @@ DEMO_STEPS=(demo_events demo_idempotent demo_wrong_version demo_reads demo_statu
 
 say() { printf '\n== %s\n' "$*"; }
 
-# show prints an ordo command line the way a user would type it.
+# show prints an ordo command line the way a user would type it: DIR as
+# $DIR, and arguments with shell characters in single quotes.
 show() {
-  local shown="ordo $*"
-  echo "   \$ ${shown//"$DIR"/\$DIR}"
+  local a shown="ordo"
+  for a in "$@"; do
+    a="${a//"$DIR"/\$DIR}"
+    if [[ $a =~ ^[A-Za-z0-9_./:@$,=-]+$ ]]; then
+      shown+=" $a"
+    else
+      shown+=" '$a'"
+    fi
+  done
+  echo "   \$ $shown"
 }
 
 # ordo_shown shows an ordo command and runs it.
@@ -443,11 +452,12 @@ demo_append() {
 demo_events() {
   say "appending 20 events to 3 streams, round-robin through the $NODES nodes"
   echo "   each reply is checked by the client: f+1 validators signed the result's Merkle root"
-  local i node stream out streams=(demo-orders demo-users demo-payments)
+  local i node stream out streams=(demo-orders demo-users demo-payments) types=(order-placed user-registered payment-made)
+  show append --node "$(api_of 0)" --key "$DIR/client.key" --stream "${streams[0]}" --type "${types[0]}" --data '{"n":0}'
   for ((i = 0; i < 20; i++)); do
     node=$((i % NODES))
     stream="${streams[$((i % 3))]}"
-    out="$(demo_append "$node" --stream "$stream" --type "demo-$stream" --data "{\"n\":$i}")" ||
+    out="$(demo_append "$node" --stream "$stream" --type "${types[$((i % 3))]}" --data "{\"n\":$i}")" ||
       die "append $i through node$node failed"
     printf '   node%d  %-14s -> %s\n' "$node" "$stream" "$out"
   done
