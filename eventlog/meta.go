@@ -130,3 +130,16 @@ func (s *stateHasher) sum() crypto.Digest {
 	s.h.Sum(d[:0])
 	return d
 }
+
+// Sync makes every commit so far durable. With SyncWrites off it is how a
+// caller group-commits: many Apply calls, then one fsync before anything that
+// promises they are on disk.
+func (l *Log) Sync() error {
+	if l.opts.SyncWrites || l.opts.InMemory {
+		return nil
+	}
+	if err := l.db.Sync(); err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	return nil
+}

@@ -67,6 +67,8 @@ func BenchmarkClusterAppend(b *testing.B) {
 			b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+			entries, _ := c.nodes[0].store.Applied()
+			b.ReportMetric(float64(c.nodes[0].store.LastPosition())/float64(entries), "events/entry")
 		})
 	}
 }

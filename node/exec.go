@@ -19,63 +19,111 @@ type execItem struct {
 	fetched bool
 }
 
+// runExecutor applies committed batches in order. It group-commits: every
+// batch queued at the moment is applied in its own transaction without an
+// fsync, then one fsync makes them all durable, and only then do the EXECUTED
+// statements leave and replies go out.
 func (n *Node) runExecutor() {
 	defer n.wg.Done()
+	group := make([]execItem, 0, executeGroupMax)
+	done := make([]appliedBatch, 0, executeGroupMax)
 	for {
+		group, done = group[:0], done[:0]
 		select {
 		case <-n.stop:
 			return
 		case it := <-n.execCh:
-			if !n.execute(it) {
+			group = append(group, it)
+		}
+	drain:
+		for len(group) < executeGroupMax {
+			select {
+			case it := <-n.execCh:
+				group = append(group, it)
+			default:
+				break drain
+			}
+		}
+		for _, it := range group {
+			a, ok := n.execute(it)
+			if !ok {
 				return
 			}
+			if a.entry != nil {
+				done = append(done, a)
+			}
+		}
+		if len(done) == 0 {
+			continue
+		}
+		if err := n.store.Sync(); err != nil {
+			n.log.Error("syncing applied batches failed; execution stops", "err", err)
+			n.metrics.halted.Set(1)
+			return
+		}
+		n.metrics.fsyncs.Inc()
+		for _, a := range done {
+			n.announce(a)
 		}
 	}
 }
 
-// execute applies one committed batch; false means storage failed and the
-// executor stops (nothing half-applied: a batch is one transaction).
-func (n *Node) execute(it execItem) bool {
+// appliedBatch is a batch applied to the log but not yet announced.
+type appliedBatch struct {
+	entry   *eventlog.Entry
+	item    execItem
+	logTime int64
+}
+
+// execute applies one committed batch (not yet durable); ok false means storage
+// failed and the executor stops (nothing half-applied: a batch is one
+// transaction). A batch already applied yields no entry.
+func (n *Node) execute(it execItem) (appliedBatch, bool) {
 	applied, _ := n.store.Applied()
 	if it.seq <= applied {
-		return true
+		return appliedBatch{}, true
 	}
 	if it.seq != applied+1 {
 		n.log.Warn("committed batch arrived ahead of the log; fetching the gap", "seq", it.seq, "applied", applied)
 		n.kickFetch(applied)
-		return true
+		return appliedBatch{}, true
 	}
 	logTime := logTimeAfter(n.lastTimestamp, it.cert.Timestamp)
 	e, err := applyBatch(n.store, n.machine, &it.cert, it.batch, logTime)
 	if errors.Is(err, eventlog.ErrOutOfOrder) {
-		return true
+		return appliedBatch{}, true
 	}
 	if err != nil {
 		n.log.Error("applying a committed batch failed; execution stops", "seq", it.seq, "err", err)
 		n.metrics.halted.Set(1)
-		return false
+		return appliedBatch{}, false
 	}
 	n.lastTimestamp = logTime
-	n.appliedSeq.Store(it.seq)
-	n.metrics.batches.Inc()
-	n.metrics.requests.Add(float64(len(it.batch)))
-	n.metrics.events.Add(float64(e.EventCount))
+	return appliedBatch{entry: e, item: it, logTime: logTime}, true
+}
 
+// announce runs once a batch is durable: sign and broadcast EXECUTED, answer
+// waiting clients, and tell the driver about fetched entries.
+func (n *Node) announce(a appliedBatch) {
+	e := a.entry
+	n.appliedSeq.Store(e.Seq)
+	n.metrics.batches.Inc()
+	n.metrics.requests.Add(float64(len(e.Requests)))
+	n.metrics.events.Add(float64(e.EventCount))
 	env := pbft.Seal(n.signer, pbft.KindExecuted, &pbft.Executed{
-		Seq: it.seq, ResultsRoot: e.ResultsRoot, EntryHash: e.Hash, Replica: n.self,
+		Seq: e.Seq, ResultsRoot: e.ResultsRoot, EntryHash: e.Hash, Replica: n.self,
 	})
 	n.host.Broadcast(frameOf(tagEnvelope, codec.MustMarshal(env)))
 	n.replies.executedLocal(e, env)
-	if it.fetched {
+	if a.item.fetched {
 		n.fetchedMu.Lock()
-		n.fetched = append(n.fetched, caughtUpNote{seq: it.seq, timestamp: logTime, batch: it.batch})
+		n.fetched = append(n.fetched, caughtUpNote{seq: e.Seq, timestamp: a.logTime, batch: a.item.batch})
 		n.fetchedMu.Unlock()
 		select {
 		case n.caughtUpKick <- struct{}{}:
 		default:
 		}
 	}
-	return true
 }
 
 // Bundle is what a client gets back: its result, the Merkle path to the

@@ -28,6 +28,7 @@ const (
 	inboundQueueLen       = 8192
 	submitQueueLen        = 4096
 	executeQueueLen       = 1024
+	executeGroupMax       = 64
 	verifiedCacheLen      = 1 << 17
 	driverDrainMax        = 512
 	verifyDrainMax        = 256
@@ -135,7 +136,7 @@ func New(cfg Config) (*Node, error) {
 	n.store, err = eventlog.Open(eventlog.Options{
 		Dir:        cfg.DataDir,
 		InMemory:   cfg.InMemory,
-		SyncWrites: true,
+		SyncWrites: false, // the driver and the executor group-commit with explicit syncs
 		Genesis:    n.chain,
 		Logger:     n.log,
 	})
