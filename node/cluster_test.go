@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -292,5 +293,45 @@ func TestSubmitRefusesBadInput(t *testing.T) {
 		if got := nd.store.LastPosition(); got != 1 {
 			t.Fatalf("node %d has %d events, want exactly the one good append", i, got)
 		}
+	}
+}
+
+func TestReadYourWritesThroughProjections(t *testing.T) {
+	c := newTestCluster(t, 4)
+	cl := c.newClient(1)
+	var last uint64
+	for j := 0; j < 5; j++ {
+		r, err := cl.Submit(context.Background(), appendCmd("ryw", j))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = r.Result.Positions[0]
+	}
+	// Written through node 1, read from node 2: min_position makes the read
+	// wait until that node's projection has applied the write.
+	resp, err := http.Get(fmt.Sprintf("%s/v1/projections/streams/ryw?min_position=%d", c.url(2), last))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var row struct {
+		Stream   string `json:"stream"`
+		Version  uint64 `json:"version"`
+		Events   uint64 `json:"events"`
+		Position uint64 `json:"position"`
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("projection query: %d %s", resp.StatusCode, body)
+	}
+	if err := json.Unmarshal(body, &row); err != nil {
+		t.Fatal(err)
+	}
+	if row.Stream != "ryw" || row.Version != 4 || row.Events != 5 || row.Position < last {
+		t.Fatalf("row %+v, want stream ryw at version 4 with 5 events at position ≥ %d", row, last)
+	}
+	st := c.nodes[2].statusJSON()
+	if st.Projections["streams"] < last {
+		t.Fatalf("status projections %v, want streams ≥ %d", st.Projections, last)
 	}
 }

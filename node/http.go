@@ -39,6 +39,10 @@ func (n *Node) routes() http.Handler {
 	mux.HandleFunc("GET /v1/streams/{stream}", n.handleStream)
 	mux.HandleFunc("GET /v1/entries/{seq}", n.handleEntry)
 	mux.HandleFunc("GET /v1/entries", n.handleEntries)
+	views := n.views.Handler()
+	mux.Handle("/v1/projections", views)
+	mux.Handle("/v1/projections/", views)
+	mux.Handle("/v1/subscribe", views)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /{$}", n.handleDashboard)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -224,7 +228,7 @@ func (n *Node) statusJSON() StatusJSON {
 	return StatusJSON{
 		Node: n.genesis.Validators[n.self].Name, Index: n.self, PeerID: n.host.PeerID(),
 		View: st.View, Primary: st.Primary, CommittedSeq: committed, ExecutedSeq: applied,
-		PeersConnected: n.host.Connected(), Evidence: evidence, Projections: map[string]uint64{},
+		PeersConnected: n.host.Connected(), Evidence: evidence, Projections: n.views.Positions(),
 		ChainID: n.genesis.ChainID, GenesisHash: n.chain.String(), LastPosition: n.store.LastPosition(),
 		HeadHash: head.String(), PendingRequests: st.Pending,
 	}

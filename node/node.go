@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ordoledger/ordo/cqrs"
 	"github.com/ordoledger/ordo/crypto"
 	"github.com/ordoledger/ordo/eventlog"
 	"github.com/ordoledger/ordo/ledger"
@@ -49,6 +50,10 @@ type Config struct {
 	APIListen string // host:port for the HTTP API; "" = no HTTP server
 	P2PListen string // multiaddr; "" = this validator's first genesis p2p address
 	Logger    *slog.Logger
+	// ProjectionSpecs are declarative projections (Run loads them from
+	// HOME/projections.json); Projections are Go projections of an embedder.
+	ProjectionSpecs []cqrs.Spec
+	Projections     []cqrs.Projection
 }
 
 // Node is one running validator.
@@ -63,6 +68,7 @@ type Node struct {
 
 	store   *eventlog.Log
 	machine *ledger.Machine
+	views   *cqrs.Engine
 	host    *p2p.Host
 	metrics *metrics
 
@@ -148,9 +154,25 @@ func New(cfg Config) (*Node, error) {
 		n.store.Close()
 		return nil, fmt.Errorf("node: ledger: %w", err)
 	}
-	state, err := n.restoreState()
+	projDir := ""
+	if !cfg.InMemory {
+		projDir = filepath.Join(cfg.DataDir, "projections")
+	}
+	n.views, err = cqrs.Open(cqrs.Options{Dir: projDir, InMemory: cfg.InMemory, Log: n.store, Logger: n.log, Specs: cfg.ProjectionSpecs})
 	if err != nil {
 		n.store.Close()
+		return nil, fmt.Errorf("node: projections: %w", err)
+	}
+	for _, p := range cfg.Projections {
+		if err := n.views.Register(p); err != nil {
+			n.closeStorage()
+			return nil, fmt.Errorf("node: projections: %w", err)
+		}
+	}
+	n.metrics.reg.MustRegister(n.views.Collectors()...)
+	state, err := n.restoreState()
+	if err != nil {
+		n.closeStorage()
 		return nil, err
 	}
 	p := g.Params
@@ -168,7 +190,7 @@ func New(cfg Config) (*Node, error) {
 		RetransmitInterval: retransmitInterval,
 	}, state)
 	if err != nil {
-		n.store.Close()
+		n.closeStorage()
 		return nil, fmt.Errorf("node: pbft: %w", err)
 	}
 	st := n.replica.Status()
@@ -177,7 +199,7 @@ func New(cfg Config) (*Node, error) {
 	listen := cfg.P2PListen
 	if listen == "" {
 		if len(g.Validators[self].P2PAddrs) == 0 {
-			n.store.Close()
+			n.closeStorage()
 			return nil, errors.New("node: no p2p listen address given and none in genesis for this validator")
 		}
 		listen = g.Validators[self].P2PAddrs[0]
@@ -194,7 +216,7 @@ func New(cfg Config) (*Node, error) {
 		Logger:      n.log,
 	})
 	if err != nil {
-		n.store.Close()
+		n.closeStorage()
 		return nil, fmt.Errorf("node: p2p: %w", err)
 	}
 	n.host.SetRequestHandler(n.serveFetch)
@@ -219,6 +241,7 @@ func (n *Node) Start() error {
 		}()
 	}
 	n.host.Start()
+	n.views.Start()
 	n.wg.Add(4)
 	go n.runVerifier()
 	go n.runDriver()
@@ -244,10 +267,19 @@ func (n *Node) Close() error {
 		close(n.stop)
 		err = n.host.Close()
 		n.wg.Wait()
-		if cerr := n.store.Close(); err == nil {
+		if cerr := n.closeStorage(); err == nil {
 			err = cerr
 		}
 	})
+	return err
+}
+
+// closeStorage closes the projections, then the log they read.
+func (n *Node) closeStorage() error {
+	err := n.views.Close()
+	if lerr := n.store.Close(); err == nil {
+		err = lerr
+	}
 	return err
 }
 
@@ -276,17 +308,25 @@ func Run(ctx context.Context, rc RunConfig) error {
 	if err != nil {
 		return err
 	}
+	var specs []cqrs.Spec
+	specPath := filepath.Join(rc.Home, "projections.json")
+	if _, err := os.Stat(specPath); err == nil {
+		if specs, err = cqrs.LoadSpecs(specPath); err != nil {
+			return err
+		}
+	}
 	api := rc.APIListen
 	if api == "" {
 		api = "127.0.0.1:7700"
 	}
 	n, err := New(Config{
-		Genesis:   g,
-		Key:       key,
-		DataDir:   filepath.Join(rc.Home, "data"),
-		APIListen: api,
-		P2PListen: rc.P2PListen,
-		Logger:    rc.Logger,
+		Genesis:         g,
+		Key:             key,
+		DataDir:         filepath.Join(rc.Home, "data"),
+		APIListen:       api,
+		P2PListen:       rc.P2PListen,
+		Logger:          rc.Logger,
+		ProjectionSpecs: specs,
 	})
 	if err != nil {
 		return err
