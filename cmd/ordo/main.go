@@ -35,12 +35,17 @@ func commands() []*cli.Command {
 // that, so tests can drive the app in-process.
 func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
-		Name:            "ordo",
-		Usage:           "a Byzantine-fault-tolerant replicated event log and ledger",
-		Writer:          stdout,
-		ErrWriter:       stderr,
-		HideVersion:     true,
+		Name:        "ordo",
+		Usage:       "a Byzantine-fault-tolerant replicated event log and ledger",
+		Writer:      stdout,
+		ErrWriter:   stderr,
+		HideVersion: true,
+		// urfave/cli's own help flag is one package-level value it writes
+		// while parsing; each app gets its own so that apps can run
+		// concurrently (in tests).
+		HideHelp:        true,
 		HideHelpCommand: true,
+		Flags:           []cli.Flag{helpFlag()},
 		Commands:        commands(),
 		OnUsageError:    usageError,
 		// Errors leave through run, as one line.
@@ -49,6 +54,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	}
 	for _, c := range app.Commands {
 		setUsageErrors(c)
+		c.HideHelp = true
+		c.Flags = append(c.Flags, helpFlag())
 	}
 	return app
+}
+
+func helpFlag() *cli.BoolFlag {
+	return &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help", DisableDefaultText: true}
 }

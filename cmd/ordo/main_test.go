@@ -420,15 +420,16 @@ func TestRead(t *testing.T) {
 	failOrdo(t, "--limit 0", "read", "--node", node, "--all", "--limit", "0")
 }
 
-// follow runs `ordo read --follow …` until the test cancels it and returns
-// its output buffer and a function that stops it and returns its exit code.
-func follow(t *testing.T, args ...string) (*syncBuffer, func() int) {
+// follow runs `ordo read --follow --node <fn> …` until the test cancels it and
+// returns its output buffer and a function that stops it and returns its exit
+// code.
+func follow(t *testing.T, fn *fakeNode, args ...string) (*syncBuffer, func() int) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb syncBuffer
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, append([]string{"ordo", "read", "--follow"}, args...), &out, &errb)
+		done <- run(ctx, append([]string{"ordo", "read", "--follow", "--node", fn.srv.URL}, args...), &out, &errb)
 	}()
 	stop := func() int {
 		cancel()
@@ -464,10 +465,10 @@ func TestReadFollow(t *testing.T) {
 	mustOrdo(t, c.appendArgs("--stream", "a", "--type", "t", "--data", "0")...)
 	mustOrdo(t, c.appendArgs("--stream", "b", "--type", "t", "--data", "1")...)
 
-	allOut, stopAll := follow(t, "--node", c.node.srv.URL, "--all")
-	streamOut, stopStream := follow(t, "--node", c.node.srv.URL, "--stream", "a")
+	allOut, stopAll := follow(t, c.node, "--all")
+	streamOut, stopStream := follow(t, c.node, "--stream", "a")
 	// A stream that does not exist yet is followed from its first event.
-	laterOut, stopLater := follow(t, "--node", c.node.srv.URL, "--stream", "later")
+	laterOut, stopLater := follow(t, c.node, "--stream", "later")
 	waitLines(t, allOut, 2)
 	waitLines(t, streamOut, 1)
 
