@@ -28,7 +28,9 @@ type Bundle struct {
 // SignedRequest is request, trusting nothing but the validator keys and the
 // chain. It requires f+1 EXECUTED statements from distinct validators that all
 // agree on (seq, results root), a result bound to this request,
-// and a Merkle path from that result to the agreed root.
+// and a Merkle path from that result to the agreed root. The result's own
+// EntrySeq may be older than the bundle's: a retry of an executed request is
+// answered, in a later batch, with the original result.
 func verifyBundle(body, request []byte, validators []crypto.PublicKey, chain crypto.Digest) (*Reply, error) {
 	var b Bundle
 	if err := json.Unmarshal(body, &b); err != nil {
@@ -85,9 +87,6 @@ func verifyBundle(body, request []byte, validators []crypto.PublicKey, chain cry
 	}
 	if want := crypto.Hash(request); result.RequestHash != want {
 		return nil, fmt.Errorf("%w: result is for request %v, not ours (%v)", ErrBadReply, result.RequestHash, want)
-	}
-	if result.EntrySeq != b.EntrySeq {
-		return nil, fmt.Errorf("%w: result names entry %d, bundle says %d", ErrBadReply, result.EntrySeq, b.EntrySeq)
 	}
 	if err := crypto.VerifyInclusion(b.ResultBytes, b.ResultIndex, b.ResultCount, b.Proof, agreed.ResultsRoot); err != nil {
 		return nil, fmt.Errorf("%w: result %d of %d: %v", ErrBadReply, b.ResultIndex, b.ResultCount, err)

@@ -214,7 +214,10 @@ func nextSeq() uint64 {
 
 // Reply is a verified answer to a request.
 type Reply struct {
-	EntrySeq uint64        // the log entry (batch) that executed the request
+	// EntrySeq is the log entry whose EXECUTED statements vouch for the
+	// result. For a retry of a request executed before, it is a later entry
+	// than Result.EntrySeq, the one that executed the command.
+	EntrySeq uint64
 	Result   ledger.Result // the verified result
 	Replies  int           // distinct validators whose EXECUTED statements vouch for it
 	Node     string        // the node that delivered the bundle

@@ -247,6 +247,25 @@ func TestVerifyBundleIgnoresEntryHash(t *testing.T) {
 	}
 }
 
+// A retry of an executed request is answered in a later batch with the
+// original result, which names the entry that executed it.
+func TestVerifyBundleAcceptsOriginalResultOfRetry(t *testing.T) {
+	tn := newTestNet(t, 4)
+	req := pbft.SignRequest(crypto.NewSigner(tn.client, tn.chain), 1, []byte("cmd"))
+	original := ledger.Result{RequestHash: crypto.Hash(req), Code: ledger.CodeOK, Positions: []uint64{3}, EntrySeq: 2}
+	leaf := codec.MustMarshal(&original)
+	root := crypto.MerkleRoot([][]byte{leaf})
+	b := &Bundle{EntrySeq: testEntrySeq, ResultBytes: leaf, ResultIndex: 0, ResultCount: 1,
+		Executed: [][]byte{tn.executed(0, 0, testEntrySeq, root), tn.executed(2, 2, testEntrySeq, root)}}
+	r, err := verifyBundle(mustJSON(t, b), req, tn.pubs, tn.chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.EntrySeq != testEntrySeq || r.Result.EntrySeq != 2 || r.Result.Positions[0] != 3 {
+		t.Errorf("reply %+v", r)
+	}
+}
+
 // forgery mutates a good bundle into one a faulty node might send.
 type forgery struct {
 	name   string

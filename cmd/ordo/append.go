@@ -49,6 +49,8 @@ func appendEvent(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	// The result's EntrySeq is the entry holding the events, also when this
+	// was a retry answered in a later entry.
 	r := reply.Result
 	if r.Code != ledger.CodeOK {
 		msg := r.Code
@@ -68,7 +70,7 @@ func appendEvent(c *cli.Context) error {
 		Replies       int      `json:"replies"`
 		ID            string   `json:"id"`
 		Node          string   `json:"node"`
-	}{positions, r.StreamVersion, reply.EntrySeq, reply.Replies, id, reply.Node})
+	}{positions, r.StreamVersion, r.EntrySeq, reply.Replies, id, reply.Node})
 }
 
 // appendFromFlags builds the append command and returns the event id it uses.
