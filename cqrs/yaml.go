@@ -1,7 +1,6 @@
 package cqrs
 
 import (
-	"errors"
 	"regexp"
 	"strconv"
 	"strings"
@@ -24,7 +23,7 @@ import (
 // collections, complex keys, directives and several documents.
 func parseYAMLTree(data []byte) (*node, error) {
 	if !utf8.Valid(data) {
-		return nil, errors.New("line 1: not UTF-8")
+		return nil, errAt(1, "not UTF-8")
 	}
 	p := &yamlParser{}
 	for i, raw := range strings.Split(string(data), "\n") {
@@ -75,6 +74,11 @@ func (p *yamlParser) cur() *yamlLine {
 	}
 	return nil
 }
+
+// blanks separate tokens within a line (tabs are refused only as indentation).
+const blanks = " \t"
+
+func isBlank(c byte) bool { return c == ' ' || c == '\t' }
 
 func isSeqItem(text string) bool { return text == "-" || strings.HasPrefix(text, "- ") }
 
@@ -166,7 +170,7 @@ func (p *yamlParser) entryValue(indent int, rest string, line, depth int, isKey 
 func (p *yamlParser) sequence(indent, depth int) (*node, error) {
 	n := &node{kind: kindList, line: p.cur().no}
 	for l := p.cur(); l != nil && l.indent == indent && isSeqItem(l.text); l = p.cur() {
-		rest := strings.TrimLeft(l.text[1:], " ")
+		rest := strings.TrimLeft(l.text[1:], blanks)
 		col := indent + len(l.text) - len(rest)
 		rest = dropComment(rest)
 		var (
@@ -210,9 +214,9 @@ func splitMapEntry(text string, line int) (key, rest string, ok bool, err error)
 		if err != nil {
 			return "", "", false, err
 		}
-		after = strings.TrimLeft(after, " ")
-		if after == ":" || strings.HasPrefix(after, ": ") {
-			return k, dropComment(strings.TrimLeft(after[1:], " ")), true, nil
+		after = strings.TrimLeft(after, blanks)
+		if after == ":" || (len(after) > 1 && after[0] == ':' && isBlank(after[1])) {
+			return k, dropComment(strings.TrimLeft(after[1:], blanks)), true, nil
 		}
 		return "", "", false, nil
 	case '?':
@@ -220,14 +224,14 @@ func splitMapEntry(text string, line int) (key, rest string, ok bool, err error)
 	}
 	for i := 0; i < len(text); i++ {
 		switch {
-		case text[i] == '#' && i > 0 && text[i-1] == ' ':
+		case text[i] == '#' && i > 0 && isBlank(text[i-1]):
 			return "", "", false, nil
-		case text[i] == ':' && (i+1 == len(text) || text[i+1] == ' '):
-			k := strings.TrimRight(text[:i], " ")
+		case text[i] == ':' && (i+1 == len(text) || isBlank(text[i+1])):
+			k := strings.TrimRight(text[:i], blanks)
 			if err := checkPlainStart(k, line); err != nil {
 				return "", "", false, err
 			}
-			return k, dropComment(strings.TrimLeft(text[i+1:], " ")), true, nil
+			return k, dropComment(strings.TrimLeft(text[i+1:], blanks)), true, nil
 		}
 	}
 	return "", "", false, nil
@@ -247,7 +251,7 @@ func parseInlineValue(text string, line, depth int) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	rest = strings.TrimLeft(rest, " ")
+	rest = strings.TrimLeft(rest, blanks)
 	if rest != "" && rest[0] != '#' {
 		return nil, errAt(line, "unexpected %q after a value", rest)
 	}
@@ -260,7 +264,7 @@ func parseFlowValue(text string, line, depth int, inFlow bool) (*node, string, e
 	if depth > specNestingMax {
 		return nil, "", errAt(line, "nested deeper than %d levels", specNestingMax)
 	}
-	text = strings.TrimLeft(text, " ")
+	text = strings.TrimLeft(text, blanks)
 	if text == "" {
 		return &node{kind: kindNull, line: line, text: "null"}, "", nil
 	}
@@ -279,11 +283,11 @@ func parseFlowValue(text string, line, depth int, inFlow bool) (*node, string, e
 		return parseFlowMap(text[1:], line, depth)
 	}
 	end := plainEnd(text, inFlow)
-	s := strings.TrimRight(text[:end], " ")
+	s := strings.TrimRight(text[:end], blanks)
 	if err := checkPlainStart(s, line); err != nil {
 		return nil, "", err
 	}
-	if !inFlow && strings.Contains(s, ": ") {
+	if !inFlow && (strings.Contains(s, ": ") || strings.Contains(s, ":\t")) {
 		return nil, "", errAt(line, "a mapping is not allowed here")
 	}
 	return resolvePlain(s, line), text[end:], nil
@@ -294,11 +298,11 @@ func plainEnd(text string, inFlow bool) int {
 	for i := 0; i < len(text); i++ {
 		c := text[i]
 		switch {
-		case c == '#' && i > 0 && text[i-1] == ' ':
+		case c == '#' && i > 0 && isBlank(text[i-1]):
 			return i
 		case inFlow && (c == ',' || c == ']' || c == '}' || c == '[' || c == '{'):
 			return i
-		case inFlow && c == ':' && (i+1 == len(text) || strings.IndexByte(" ,]}", text[i+1]) >= 0):
+		case inFlow && c == ':' && (i+1 == len(text) || strings.IndexByte(" \t,]}", text[i+1]) >= 0):
 			return i
 		}
 	}
@@ -309,7 +313,7 @@ func checkPlainStart(s string, line int) error {
 	if s == "" {
 		return nil
 	}
-	if (s[0] == '-' || s[0] == ':') && (len(s) == 1 || s[1] == ' ') {
+	if (s[0] == '-' || s[0] == ':') && (len(s) == 1 || isBlank(s[1])) {
 		return errAt(line, "%q is not allowed here", s[0])
 	}
 	switch s[0] {
@@ -347,7 +351,7 @@ func resolvePlain(s string, line int) *node {
 
 func parseFlowSeq(text string, line, depth int) (*node, string, error) {
 	n := &node{kind: kindList, line: line}
-	rest := strings.TrimLeft(text, " ")
+	rest := strings.TrimLeft(text, blanks)
 	if strings.HasPrefix(rest, "]") {
 		return n, rest[1:], nil
 	}
@@ -356,7 +360,7 @@ func parseFlowSeq(text string, line, depth int) (*node, string, error) {
 		if err != nil {
 			return nil, "", err
 		}
-		r = strings.TrimLeft(r, " ")
+		r = strings.TrimLeft(r, blanks)
 		if strings.HasPrefix(r, ":") {
 			return nil, "", errAt(line, "mappings inside a flow list are not supported")
 		}
@@ -365,7 +369,7 @@ func parseFlowSeq(text string, line, depth int) (*node, string, error) {
 		case strings.HasPrefix(r, "]"):
 			return n, r[1:], nil
 		case strings.HasPrefix(r, ","):
-			rest = strings.TrimLeft(r[1:], " ")
+			rest = strings.TrimLeft(r[1:], blanks)
 			if strings.HasPrefix(rest, "]") {
 				return n, rest[1:], nil
 			}
@@ -378,7 +382,7 @@ func parseFlowSeq(text string, line, depth int) (*node, string, error) {
 func parseFlowMap(text string, line, depth int) (*node, string, error) {
 	n := &node{kind: kindMap, line: line}
 	seen := make(map[string]bool)
-	rest := strings.TrimLeft(text, " ")
+	rest := strings.TrimLeft(text, blanks)
 	if strings.HasPrefix(rest, "}") {
 		return n, rest[1:], nil
 	}
@@ -390,7 +394,7 @@ func parseFlowMap(text string, line, depth int) (*node, string, error) {
 		if k.kind == kindList || k.kind == kindMap {
 			return nil, "", errAt(line, "complex keys are not supported")
 		}
-		r = strings.TrimLeft(r, " ")
+		r = strings.TrimLeft(r, blanks)
 		if !strings.HasPrefix(r, ":") {
 			return nil, "", errAt(line, "expected \":\" after key %q in a flow mapping", k.text)
 		}
@@ -404,12 +408,12 @@ func parseFlowMap(text string, line, depth int) (*node, string, error) {
 		}
 		n.keys = append(n.keys, k.text)
 		n.items = append(n.items, v)
-		r = strings.TrimLeft(r, " ")
+		r = strings.TrimLeft(r, blanks)
 		switch {
 		case strings.HasPrefix(r, "}"):
 			return n, r[1:], nil
 		case strings.HasPrefix(r, ","):
-			rest = strings.TrimLeft(r[1:], " ")
+			rest = strings.TrimLeft(r[1:], blanks)
 			if strings.HasPrefix(rest, "}") {
 				return n, rest[1:], nil
 			}
