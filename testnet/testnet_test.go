@@ -21,10 +21,12 @@ type env struct {
 	ordo string
 }
 
-// freeBase finds a base port P such that P..P+n-1 and P+100..P+100+n-1 are free.
+// freeBase finds a base port P such that P..P+n-1 and P+100..P+100+n-1 are
+// free. It stays below the kernel's ephemeral range (32768 and up), where any
+// outgoing connection could take a port between this check and a node's bind.
 func freeBase(t *testing.T, n int) int {
 	t.Helper()
-	for p := 20000 + os.Getpid()%20000; p < 60000; p += 211 {
+	for p := 10000 + os.Getpid()%10000; p+100+n < 32768; p += 211 {
 		ok := true
 		for i := 0; i < n && ok; i++ {
 			for _, port := range []int{p + i, p + 100 + i} {
