@@ -112,6 +112,10 @@ func (m *Machine) checkAppend(cmd *AppendCommand) string {
 	if !ValidName(cmd.Stream) {
 		return fmt.Sprintf("stream name must be 1-%d bytes of [A-Za-z0-9._:@-]", NameBytesMax)
 	}
+	// The ledger's streams hold only its own events: projections trust them.
+	if isLedgerStream(cmd.Stream) {
+		return fmt.Sprintf("streams named %s… and %s… are written by the ledger only", AccountStreamPrefix, TransferStreamPrefix)
+	}
 	if cmd.ExpectedVersion < ExpectedExists {
 		return fmt.Sprintf("expected version %d is neither a version nor any, no_stream or exists", cmd.ExpectedVersion)
 	}
@@ -124,6 +128,9 @@ func (m *Machine) checkAppend(cmd *AppendCommand) string {
 		ev := &cmd.Events[i]
 		if ev.ID == ([16]byte{}) {
 			return fmt.Sprintf("event %d has the nil id", i)
+		}
+		if isLedgerEventID(ev.ID) {
+			return fmt.Sprintf("event id %s: ids starting %x are the ledger's", formatID(ev.ID), ledgerIDPrefix)
 		}
 		if _, dup := seen[ev.ID]; dup {
 			return fmt.Sprintf("event id %s appears twice in the append", formatID(ev.ID))

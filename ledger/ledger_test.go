@@ -28,6 +28,8 @@ type harness struct {
 	t   tb
 	log *eventlog.Log
 	m   *Machine
+	// inspect, if set, runs inside each batch's transaction after Execute.
+	inspect func(tx *eventlog.Tx)
 }
 
 func newHarness(t tb, cfg Config) *harness {
@@ -44,16 +46,29 @@ func newHarness(t tb, cfg Config) *harness {
 	return &harness{t: t, log: l, m: m}
 }
 
-// runRaw executes one batch and returns the encoded results.
+// runRaw executes one batch at log time seq seconds and returns the encoded results.
 func (h *harness) runRaw(reqs ...Request) [][]byte {
+	h.t.Helper()
+	seq, _ := h.log.Applied()
+	return h.runRawAt(int64(seq+1)*1e9, reqs...)
+}
+
+// runRawAt executes one batch at log time ts.
+func (h *harness) runRawAt(ts int64, reqs ...Request) [][]byte {
 	h.t.Helper()
 	seq, _ := h.log.Applied()
 	raw := make([][]byte, len(reqs))
 	for i := range reqs {
 		raw[i] = reqs[i].Hash[:]
 	}
-	e, err := h.log.Apply(eventlog.EntryHeader{Seq: seq + 1, Timestamp: int64(seq+1) * 1e9, Requests: raw},
-		func(tx *eventlog.Tx) ([][]byte, error) { return h.m.Execute(tx, reqs) })
+	e, err := h.log.Apply(eventlog.EntryHeader{Seq: seq + 1, Timestamp: ts, Requests: raw},
+		func(tx *eventlog.Tx) ([][]byte, error) {
+			results, err := h.m.Execute(tx, reqs)
+			if err == nil && h.inspect != nil {
+				h.inspect(tx)
+			}
+			return results, err
+		})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -62,11 +77,21 @@ func (h *harness) runRaw(reqs ...Request) [][]byte {
 
 func (h *harness) run(reqs ...Request) []Result {
 	h.t.Helper()
-	raw := h.runRaw(reqs...)
+	return decodeResults(h.t, h.runRaw(reqs...))
+}
+
+// runAt executes one batch at log time ts and decodes the results.
+func (h *harness) runAt(ts int64, reqs ...Request) []Result {
+	h.t.Helper()
+	return decodeResults(h.t, h.runRawAt(ts, reqs...))
+}
+
+func decodeResults(t tb, raw [][]byte) []Result {
+	t.Helper()
 	out := make([]Result, len(raw))
 	for i, b := range raw {
 		if err := codec.Unmarshal(b, &out[i]); err != nil {
-			h.t.Fatalf("result %d does not decode: %v", i, err)
+			t.Fatalf("result %d does not decode: %v", i, err)
 		}
 	}
 	return out
@@ -118,19 +143,31 @@ func TestConfigValidate(t *testing.T) {
 	if err := (Config{}).Validate(); err == nil {
 		t.Error("a zero Config validated")
 	}
-	if got := (Config{EventBytesMax: 5}).WithDefaults(); got != (Config{ClientWindow: 4096, EventsPerAppendMax: 1000, EventBytesMax: 5}) {
+	if got := (Config{EventBytesMax: 5, OpsPerBatchMax: 7}).WithDefaults(); got != (Config{ClientWindow: 4096, EventsPerAppendMax: 1000, EventBytesMax: 5,
+		OpsPerCommandMax: 256, OpsPerBatchMax: 7, ExpiriesPerBatchMax: 1024}) {
 		t.Errorf("WithDefaults = %+v", got)
 	}
 	if _, err := NewMachine(Config{}); err != nil {
 		t.Errorf("NewMachine of the zero Config: %v", err)
 	}
+	ok := func(change func(*Config)) Config {
+		c := DefaultConfig()
+		change(&c)
+		return c
+	}
 	for _, c := range []Config{
-		{ClientWindow: -1, EventsPerAppendMax: 1, EventBytesMax: 1},
-		{ClientWindow: 1, EventsPerAppendMax: -1, EventBytesMax: 1},
-		{ClientWindow: 1, EventsPerAppendMax: 1, EventBytesMax: -1},
-		{ClientWindow: clientWindowLimit + 1, EventsPerAppendMax: 1, EventBytesMax: 1},
-		{ClientWindow: 1, EventsPerAppendMax: eventsPerAppendLimit + 1, EventBytesMax: 1},
-		{ClientWindow: 1, EventsPerAppendMax: 1, EventBytesMax: eventBytesLimit + 1},
+		ok(func(c *Config) { c.ClientWindow = -1 }),
+		ok(func(c *Config) { c.EventsPerAppendMax = -1 }),
+		ok(func(c *Config) { c.EventBytesMax = -1 }),
+		ok(func(c *Config) { c.ClientWindow = clientWindowLimit + 1 }),
+		ok(func(c *Config) { c.EventsPerAppendMax = eventsPerAppendLimit + 1 }),
+		ok(func(c *Config) { c.EventBytesMax = eventBytesLimit + 1 }),
+		ok(func(c *Config) { c.OpsPerCommandMax = -1 }),
+		ok(func(c *Config) { c.OpsPerBatchMax = -1 }),
+		ok(func(c *Config) { c.ExpiriesPerBatchMax = -1 }),
+		ok(func(c *Config) { c.OpsPerBatchMax = opsPerBatchLimit + 1 }),
+		ok(func(c *Config) { c.ExpiriesPerBatchMax = expiriesPerBatchLimit + 1 }),
+		ok(func(c *Config) { c.OpsPerCommandMax, c.OpsPerBatchMax = 10, 9 }),
 	} {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v accepted", c)
@@ -168,6 +205,10 @@ func TestBadCommands(t *testing.T) {
 		"empty json":        appendCmd("s", ExpectedAny, EventData{ID: evID(1), Type: "t", ContentType: ContentJSON}),
 		"unknown content":   appendCmd("s", ExpectedAny, EventData{ID: evID(1), Type: "t", ContentType: "text/plain"}),
 		"invalid utf8 type": appendCmd("s", ExpectedAny, EventData{ID: evID(1), Type: "\xff"}),
+		"account stream":    appendCmd("account-a", ExpectedAny, ev(1)),
+		"transfer stream":   appendCmd("transfer-t", ExpectedAny, ev(1)),
+		"ledger event id":   appendCmd("s", ExpectedAny, EventData{ID: ledgerEventID(7), Type: "t"}),
+		"two operations":    codec.MustMarshal(&Command{Append: &AppendCommand{Stream: "s", Events: []EventData{ev(1)}}, VoidPending: &VoidPendingCommand{ID: "v", PendingID: "p"}}),
 	}
 	h := newHarness(t, cfg)
 	seq := uint64(0)

@@ -12,7 +12,7 @@ import (
 
 // Bounds that are not configuration: they are part of the command format.
 const (
-	// NameBytesMax bounds stream names (and later account and transfer ids).
+	// NameBytesMax bounds stream names and account and transfer ids.
 	NameBytesMax = 128
 	// EventTypeBytesMax bounds an event's type.
 	EventTypeBytesMax = 128
@@ -28,19 +28,36 @@ type Config struct {
 	EventsPerAppendMax int `json:"events_per_append_max"`
 	// EventBytesMax bounds one event's data plus metadata.
 	EventBytesMax int `json:"event_bytes_max"`
+	// OpsPerCommandMax bounds the ledger operations of one command.
+	OpsPerCommandMax int `json:"ops_per_command_max"`
+	// OpsPerBatchMax bounds the ledger operations of one batch; commands
+	// beyond it get CodeBatchFull. With it at least the batch's request count,
+	// only commands of several operations can meet it, and a batch never does
+	// more ledger work than one of single operations: each operation writes
+	// about ten keys, and a badger transaction holds a bounded number.
+	OpsPerBatchMax int `json:"ops_per_batch_max"`
+	// ExpiriesPerBatchMax bounds the pending transfers one batch expires,
+	// for the same reason.
+	ExpiriesPerBatchMax int `json:"expiries_per_batch_max"`
 }
 
 // Upper limits for Config values.
 const (
 	clientWindowLimit = 1 << 20
 	// eventsPerAppendLimit is what the strict decoder lets through anyway.
-	eventsPerAppendLimit = codec.MaxArrayElements
-	eventBytesLimit      = 1 << 20
+	eventsPerAppendLimit  = codec.MaxArrayElements
+	eventBytesLimit       = 1 << 20
+	opsPerCommandLimit    = codec.MaxArrayElements
+	opsPerBatchLimit      = 1 << 16
+	expiriesPerBatchLimit = 1 << 16
 )
 
 // DefaultConfig is the configuration a new genesis gets.
 func DefaultConfig() Config {
-	return Config{ClientWindow: 4096, EventsPerAppendMax: 1000, EventBytesMax: 64 << 10}
+	return Config{
+		ClientWindow: 4096, EventsPerAppendMax: 1000, EventBytesMax: 64 << 10,
+		OpsPerCommandMax: 256, OpsPerBatchMax: 2048, ExpiriesPerBatchMax: 1024,
+	}
 }
 
 // Validate checks every bound once.
@@ -52,6 +69,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ledger: events_per_append_max %d outside 1..%d", c.EventsPerAppendMax, eventsPerAppendLimit)
 	case c.EventBytesMax < 1 || c.EventBytesMax > eventBytesLimit:
 		return fmt.Errorf("ledger: event_bytes_max %d outside 1..%d", c.EventBytesMax, eventBytesLimit)
+	case c.OpsPerBatchMax < 1 || c.OpsPerBatchMax > opsPerBatchLimit:
+		return fmt.Errorf("ledger: ops_per_batch_max %d outside 1..%d", c.OpsPerBatchMax, opsPerBatchLimit)
+	case c.OpsPerCommandMax < 1 || c.OpsPerCommandMax > min(opsPerCommandLimit, c.OpsPerBatchMax):
+		return fmt.Errorf("ledger: ops_per_command_max %d outside 1..%d (and ops_per_batch_max)", c.OpsPerCommandMax, opsPerCommandLimit)
+	case c.ExpiriesPerBatchMax < 1 || c.ExpiriesPerBatchMax > expiriesPerBatchLimit:
+		return fmt.Errorf("ledger: expiries_per_batch_max %d outside 1..%d", c.ExpiriesPerBatchMax, expiriesPerBatchLimit)
 	}
 	return nil
 }
@@ -84,6 +107,15 @@ func (c Config) WithDefaults() Config {
 	if c.EventBytesMax == 0 {
 		c.EventBytesMax = d.EventBytesMax
 	}
+	if c.OpsPerCommandMax == 0 {
+		c.OpsPerCommandMax = d.OpsPerCommandMax
+	}
+	if c.OpsPerBatchMax == 0 {
+		c.OpsPerBatchMax = d.OpsPerBatchMax
+	}
+	if c.ExpiriesPerBatchMax == 0 {
+		c.ExpiriesPerBatchMax = d.ExpiriesPerBatchMax
+	}
 	return c
 }
 
@@ -98,26 +130,35 @@ func NewMachine(cfg Config) (*Machine, error) {
 }
 
 // Execute runs one committed batch inside tx and returns one encoded Result per
-// request, in order. An error means storage failed; the batch must not commit.
+// request, in order. Before the requests it expires the pending transfers
+// whose deadline is before the batch's log time (their events belong to no
+// request). An error means storage failed; the batch must not commit.
 func (m *Machine) Execute(tx *eventlog.Tx, reqs []Request) ([][]byte, error) {
 	if tx == nil {
 		return nil, errors.New("execute: nil transaction")
 	}
+	lb := newLedgerBatch(tx, m.cfg.OpsPerBatchMax)
+	if err := lb.expire(m.cfg.ExpiriesPerBatchMax); err != nil {
+		return nil, fmt.Errorf("execute: expiring pending transfers: %w", err)
+	}
 	results := make([][]byte, len(reqs))
 	w := newWindow(tx, m.cfg.ClientWindow)
 	for i := range reqs {
-		r, err := m.executeOnce(tx, w, &reqs[i])
+		r, err := m.executeOnce(tx, w, lb, &reqs[i])
 		if err != nil {
 			return nil, fmt.Errorf("execute request %d (client %v seq %d): %w", i, reqs[i].Client, reqs[i].ClientSeq, err)
 		}
 		results[i] = r
+	}
+	if err := lb.flush(); err != nil {
+		return nil, fmt.Errorf("execute: writing the ledger state: %w", err)
 	}
 	return results, nil
 }
 
 // executeOnce gives a request at-most-once semantics: a (client, seq) already
 // executed gets its stored result back, byte for byte, and changes nothing.
-func (m *Machine) executeOnce(tx *eventlog.Tx, w *window, req *Request) ([]byte, error) {
+func (m *Machine) executeOnce(tx *eventlog.Tx, w *window, lb *ledgerBatch, req *Request) ([]byte, error) {
 	if stored, found, err := tx.Get(resultKey(req.Client, req.ClientSeq)); err != nil {
 		return nil, err
 	} else if found {
@@ -137,7 +178,7 @@ func (m *Machine) executeOnce(tx *eventlog.Tx, w *window, req *Request) ([]byte,
 		}
 		return codec.MustMarshal(&res), nil
 	}
-	res, err := m.execute(tx, req)
+	res, err := m.execute(tx, lb, req)
 	if err != nil {
 		return nil, err
 	}
@@ -149,18 +190,32 @@ func (m *Machine) executeOnce(tx *eventlog.Tx, w *window, req *Request) ([]byte,
 }
 
 // execute runs the command itself.
-func (m *Machine) execute(tx *eventlog.Tx, req *Request) (Result, error) {
+func (m *Machine) execute(tx *eventlog.Tx, lb *ledgerBatch, req *Request) (Result, error) {
 	var cmd Command
 	if err := codec.Unmarshal(req.Command, &cmd); err != nil {
 		// The decoder's own message is left out: results are replicated, and
 		// their bytes must not depend on a library's wording.
 		return badCommand(tx, req, "command is not a valid encoded Command"), nil
 	}
+	n := 0
+	for _, set := range []bool{cmd.Append != nil, cmd.CreateAccount != nil, cmd.Transfer != nil,
+		cmd.PostPending != nil, cmd.VoidPending != nil, len(cmd.Ops) > 0} {
+		if set {
+			n++
+		}
+	}
 	switch {
+	case n == 0:
+		return badCommand(tx, req, "command names no operation"), nil
+	case n > 1:
+		return badCommand(tx, req, fmt.Sprintf("command names %d operations, want 1", n)), nil
 	case cmd.Append != nil:
 		return m.append(tx, req, cmd.Append)
+	case len(cmd.Ops) > 0:
+		return m.ledger(tx, lb, req, cmd.Ops, false)
 	default:
-		return badCommand(tx, req, "command names no operation"), nil
+		op := LedgerOp{CreateAccount: cmd.CreateAccount, Transfer: cmd.Transfer, PostPending: cmd.PostPending, VoidPending: cmd.VoidPending}
+		return m.ledger(tx, lb, req, []LedgerOp{op}, true)
 	}
 }
 
