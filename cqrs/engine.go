@@ -89,6 +89,24 @@ type Projection interface {
 	Apply(tx Tx, ev *eventlog.Event) error
 }
 
+// Tx is what a projection's Apply may do: read and write its own rows, and
+// its own private state, in the transaction that will also record the
+// checkpoint. It is valid only during the Apply call it was passed to.
+type Tx interface {
+	// Get returns the row stored under key.
+	Get(key string) (row []byte, found bool, err error)
+	// Set stores row (a JSON object of at most RowBytesMax bytes) under key
+	// (1..RowKeyBytesMax bytes of UTF-8). The engine keeps its own copy.
+	Set(key string, row []byte) error
+	// Delete removes the row under key.
+	Delete(key string) error
+	// GetState, SetState and DeleteState work on the projection's private
+	// key space: bookkeeping that queries never see (any bytes, same bounds).
+	GetState(key string) (value []byte, found bool, err error)
+	SetState(key string, value []byte) error
+	DeleteState(key string) error
+}
+
 // Options configures Open.
 type Options struct {
 	// Dir is the engine's own badger directory (the node's DATA/projections).
@@ -152,6 +170,11 @@ const (
 // Open opens the engine's store and registers the built-in projections and
 // opts.Specs. Register more, then Start.
 func Open(opts Options) (*Engine, error) {
+	return open(opts, []Projection{streamsProjection{}, eventTypesProjection{}, balancesProjection{}})
+}
+
+// open is Open with the built-ins to register (benchmarks run them alone).
+func open(opts Options, builtins []Projection) (*Engine, error) {
 	if opts.Log == nil {
 		return nil, errors.New("open projections: Log is required")
 	}
@@ -190,7 +213,7 @@ func Open(opts Options) (*Engine, error) {
 		dropKick: make(chan struct{}, 1),
 	}
 	e.metrics = newMetrics(e)
-	projections := []Projection{streamsProjection{}, eventTypesProjection{}, balancesProjection{}}
+	projections := builtins
 	for i := range opts.Specs {
 		p, err := compileSpec(opts.Specs[i])
 		if err != nil {
@@ -366,6 +389,9 @@ func (e *Engine) Positions() map[string]uint64 {
 // the background; its current rows keep serving until the rebuilt ones
 // replace them. Asking again while a rebuild runs does nothing.
 func (e *Engine) Rebuild(name string) error {
+	if e.ctx.Err() != nil {
+		return ErrClosed
+	}
 	r, err := e.runner(name)
 	if err != nil {
 		return err

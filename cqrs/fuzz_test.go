@@ -104,13 +104,13 @@ func FuzzYAMLReadsOneLineJSON(f *testing.F) {
 // FuzzDecodeCursor: any cursor is refused or names a key that encodes back
 // to it.
 func FuzzDecodeCursor(f *testing.F) {
-	f.Add(EncodeCursor("order-17"))
+	f.Add(encodeCursor("order-17"))
 	f.Add("")
 	f.Add("AQ")
 	f.Add("!!")
 	f.Add(strings.Repeat("A", cursorCharsMax+1))
 	f.Fuzz(func(t *testing.T, c string) {
-		key, err := DecodeCursor(c)
+		key, err := decodeCursor(c)
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("cursor %q: %v is not ErrInvalid", c, err)
@@ -126,7 +126,7 @@ func FuzzDecodeCursor(f *testing.F) {
 		if err := checkKey(key); err != nil {
 			t.Fatalf("cursor %q gave a bad key: %v", c, err)
 		}
-		if again, err := DecodeCursor(EncodeCursor(key)); err != nil || again != key {
+		if again, err := decodeCursor(encodeCursor(key)); err != nil || again != key {
 			t.Fatalf("key %q: round trip %q, %v", key, again, err)
 		}
 	})

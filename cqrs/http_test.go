@@ -79,7 +79,7 @@ func TestHTTPRowsAndErrors(t *testing.T) {
 		{"GET", "/v1/projections/streams?limit=1001", 400, "malformed"},
 		{"GET", "/v1/projections/streams?limit=x", 400, "malformed"},
 		{"GET", "/v1/projections/streams?cursor=%21%21", 400, "malformed"},
-		{"GET", "/v1/projections/streams?cursor=" + EncodeCursor("x")[:1], 400, "malformed"},
+		{"GET", "/v1/projections/streams?cursor=" + encodeCursor("x")[:1], 400, "malformed"},
 		{"GET", "/v1/projections/streams/plain?min_position=-1", 400, "malformed"},
 		{"GET", "/v1/subscribe?from=x", 400, "malformed"},
 		{"GET", "/v1/nothing", 404, "not_found"},
@@ -243,8 +243,9 @@ func TestPaginationStableWhileAppending(t *testing.T) {
 
 	seen := make(map[string]int)
 	cursor, pages := "", 0
+	minPos := uint64(0)
 	for {
-		code, got := getJSON(t, "GET", srv.URL+"/v1/projections/streams?prefix=s-&limit=7&cursor="+url.QueryEscape(cursor))
+		code, got := getJSON(t, "GET", fmt.Sprintf("%s/v1/projections/streams?prefix=s-&limit=7&cursor=%s&min_position=%d", srv.URL, url.QueryEscape(cursor), minPos))
 		if code != 200 {
 			t.Fatalf("page %d: %d %v", pages, code, got)
 		}
@@ -260,6 +261,10 @@ func TestPaginationStableWhileAppending(t *testing.T) {
 		if cursor == "" {
 			break
 		}
+		// Between pages, new rows appear before and after the cursor, and
+		// the next page is read at least that late.
+		l.append(fmt.Sprintf("s-%03d-before", pages), ev{"T", `{}`, false})
+		minPos = l.append(fmt.Sprintf("s-%03d-after", 400+pages), ev{"T", `{}`, false})[0]
 	}
 	close(stop)
 	wg.Wait()
@@ -275,6 +280,11 @@ func TestPaginationStableWhileAppending(t *testing.T) {
 	}
 	if pages < 200/7 {
 		t.Errorf("%d pages for %d rows", pages, len(seen))
+	}
+	// Rows created after the cursor had passed their place are not listed;
+	// those created ahead of it are.
+	if seen["s-001-before"] != 0 || seen["s-401-after"] != 1 {
+		t.Errorf("rows created between pages: before the cursor %d, after it %d", seen["s-001-before"], seen["s-401-after"])
 	}
 }
 
@@ -303,15 +313,15 @@ func TestListPrefixAndCursor(t *testing.T) {
 		t.Fatalf("second page: %s next %q, %v", keys(rows), next, err)
 	}
 	// A cursor past the last row gives an empty last page.
-	rows, next, _, err = e.List(StreamsProjection, "b", 2, EncodeCursor("b-3"))
+	rows, next, _, err = e.List(StreamsProjection, "b", 2, encodeCursor("b-3"))
 	if err != nil || len(rows) != 0 || next != "" {
 		t.Fatalf("after the last row: %s next %q, %v", keys(rows), next, err)
 	}
 	// A cursor before the prefix starts at the prefix; one after it is empty.
-	if rows, _, _, _ := e.List(StreamsProjection, "b", 10, EncodeCursor("a")); keys(rows) != "b,b-1,b-2,b-3" {
+	if rows, _, _, _ := e.List(StreamsProjection, "b", 10, encodeCursor("a")); keys(rows) != "b,b-1,b-2,b-3" {
 		t.Errorf("cursor before the prefix: %s", keys(rows))
 	}
-	if rows, next, _, _ := e.List(StreamsProjection, "b", 10, EncodeCursor("c")); len(rows) != 0 || next != "" {
+	if rows, next, _, _ := e.List(StreamsProjection, "b", 10, encodeCursor("c")); len(rows) != 0 || next != "" {
 		t.Errorf("cursor after the prefix: %s %q", keys(rows), next)
 	}
 	if rows, next, _, _ := e.List(StreamsProjection, "", 10, ""); keys(rows) != "a,b,b-1,b-2,b-3,c" || next != "" {

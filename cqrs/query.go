@@ -83,7 +83,7 @@ func (e *Engine) List(name, prefix string, limit int, cursor string) ([]Row, str
 	if len(prefix) > RowKeyBytesMax {
 		return nil, "", 0, fmt.Errorf("%w: prefix of %d bytes exceeds %d", ErrInvalid, len(prefix), RowKeyBytesMax)
 	}
-	after, err := DecodeCursor(cursor)
+	after, err := decodeCursor(cursor)
 	if err != nil {
 		return nil, "", 0, err
 	}
@@ -114,7 +114,7 @@ func (e *Engine) List(name, prefix string, limit int, cursor string) ([]Row, str
 		size := 0
 		for it.Seek(seek); it.ValidForPrefix(scan); it.Next() {
 			if len(rows) == limit || size >= ListBytesMax {
-				next = EncodeCursor(rows[len(rows)-1].Key)
+				next = encodeCursor(rows[len(rows)-1].Key)
 				break
 			}
 			item := it.Item()
@@ -133,16 +133,16 @@ func (e *Engine) List(name, prefix string, limit int, cursor string) ([]Row, str
 	return rows, next, position, nil
 }
 
-// EncodeCursor renders the opaque cursor that continues after key.
-func EncodeCursor(key string) string {
+// encodeCursor renders the opaque cursor that continues after key.
+func encodeCursor(key string) string {
 	b := make([]byte, 0, 1+len(key))
 	b = append(b, cursorVersion)
 	b = append(b, key...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// DecodeCursor parses a cursor from a client; "" is the first page.
-func DecodeCursor(c string) (string, error) {
+// decodeCursor parses a cursor from a client; "" is the first page.
+func decodeCursor(c string) (string, error) {
 	if c == "" {
 		return "", nil
 	}

@@ -138,24 +138,6 @@ func loadCheckpoint(txn *badger.Txn, gen uint64) (checkpoint, error) {
 	return c, nil
 }
 
-// Tx is what a projection's Apply may do: read and write its own rows, and
-// its own private state, in the transaction that will also record the
-// checkpoint. It is valid only during the Apply call it was passed to.
-type Tx interface {
-	// Get returns the row stored under key.
-	Get(key string) (row []byte, found bool, err error)
-	// Set stores row (a JSON object of at most RowBytesMax bytes) under key
-	// (1..RowKeyBytesMax bytes of UTF-8). The engine keeps its own copy.
-	Set(key string, row []byte) error
-	// Delete removes the row under key.
-	Delete(key string) error
-	// GetState, SetState and DeleteState work on the projection's private
-	// key space: bookkeeping that queries never see (any bytes, same bounds).
-	GetState(key string) (value []byte, found bool, err error)
-	SetState(key string, value []byte) error
-	DeleteState(key string) error
-}
-
 // tx is the badger-backed Tx. It remembers a storage failure and a
 // transaction that grew too big, whatever the projection does with the error,
 // so that the engine can tell its own trouble from the projection's.

@@ -71,8 +71,8 @@ func formatTime(unixNs int64) string {
 	return time.Unix(0, unixNs).UTC().Format(time.RFC3339Nano)
 }
 
-// NewEventJSON renders an event the way the node's event API does.
-func NewEventJSON(ev *eventlog.Event) EventJSON {
+// newEventJSON renders an event the way the node's event API does.
+func newEventJSON(ev *eventlog.Event) EventJSON {
 	out := EventJSON{
 		Position: ev.Position, Stream: ev.Stream, Version: ev.Version, ID: formatUUID(ev.ID), Type: ev.Type,
 		EntrySeq: ev.EntrySeq, Timestamp: formatTime(ev.Timestamp),
@@ -185,7 +185,7 @@ func (e *Engine) stream(ctx context.Context, s *sseWriter, from uint64, f subscr
 			if !f.match(&evs[i]) {
 				continue
 			}
-			data, err := json.Marshal(NewEventJSON(&evs[i]))
+			data, err := json.Marshal(newEventJSON(&evs[i]))
 			if err != nil {
 				return fmt.Errorf("render event %d: %w", evs[i].Position, err)
 			}
