@@ -37,6 +37,9 @@ const (
 	// is dropped: well inside badger's transaction limit.
 	dropBatchKeys = 10000
 
+	// Badger sizing: rows are small and four validators may share a machine,
+	// so memory stays modest. badger refuses a transaction above 15% of the
+	// memtable (about 2.4 MiB here); applyBatch then commits a shorter batch.
 	memTableBytes   = 16 << 20
 	numMemtables    = 2
 	blockCacheBytes = 16 << 20

@@ -24,6 +24,8 @@ const (
 	cursorVersion byte = 1
 	// cursorCharsMax bounds an encoded cursor before it is decoded.
 	cursorCharsMax = (1 + RowKeyBytesMax + 2) / 3 * 4
+	// listPrefetchRows is how many rows badger reads ahead while listing.
+	listPrefetchRows = 100
 )
 
 // Row is one row of a projection.
@@ -109,7 +111,7 @@ func (e *Engine) List(name, prefix string, limit int, cursor string) ([]Row, str
 			// The smallest key after the cursor's is the cursor's key with a 0x00.
 			seek = append(rowKey(meta.Gen, after), 0)
 		}
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: scan, PrefetchValues: true, PrefetchSize: min(limit, 100)})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: scan, PrefetchValues: true, PrefetchSize: min(limit, listPrefetchRows)})
 		defer it.Close()
 		size := 0
 		for it.Seek(seek); it.ValidForPrefix(scan); it.Next() {

@@ -171,7 +171,7 @@ func (r *runner) setStorageErr(err error) {
 var errCrash = errors.New("cqrs: simulated crash")
 
 func (r *runner) run(ctx context.Context) {
-	log := r.e.logger.With("projection", r.name)
+	logger := r.e.logger.With("projection", r.name)
 	backoff := retryBackoffMin
 	for ctx.Err() == nil {
 		err := r.rebuildIfRequested()
@@ -184,7 +184,7 @@ func (r *runner) run(ctx context.Context) {
 		}
 		if err != nil {
 			r.setStorageErr(err)
-			log.Error("projection storage failed; retrying", "err", err, "retry_in", backoff)
+			logger.Error("projection storage failed; retrying", "err", err, "retry_in", backoff)
 			if !sleepCtx(ctx, backoff) {
 				return
 			}
@@ -214,7 +214,10 @@ func (r *runner) rebuildIfRequested() error {
 
 // step applies at most one batch to the active generation and one to the
 // shadow, and swaps the shadow in once it has caught up. It reports whether
-// it did anything.
+// it did anything. "Caught up" is measured against the head as it was when
+// the step began: under sustained appends the live head is always a little
+// ahead, and a rebuild must still finish; the new generation then follows
+// the log like any other.
 func (r *runner) step() (bool, error) {
 	head := r.e.log.LastPosition()
 	worked := false
