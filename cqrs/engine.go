@@ -478,7 +478,7 @@ func (e *Engine) dropMarkedGens() error {
 	}
 	for _, gen := range gens {
 		for _, p := range []byte{prefixRow, prefixState, prefixCheckpoint} {
-			if err := e.deletePrefix(genKey(p, gen)); err != nil {
+			if err := e.deletePrefix(genKey(p, gen, "")); err != nil {
 				return fmt.Errorf("drop generation %d: %w", gen, err)
 			}
 		}

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/ordoledger/ordo/eventlog"
 )
 
@@ -290,3 +292,101 @@ func TestRegisterRules(t *testing.T) {
 }
 
 func jsonNum(n int) any { return json.Number(fmt.Sprint(n)) }
+
+// bigRows writes rows of rowBytes under perEvent keys for every event, so a
+// batch outgrows one badger transaction.
+type bigRows struct {
+	perEvent int
+	panicOn  string
+}
+
+func (b *bigRows) Name() string                  { return "big" }
+func (b *bigRows) Version() int                  { return 1 }
+func (b *bigRows) Wants(ev *eventlog.Event) bool { return true }
+func (b *bigRows) Apply(t Tx, ev *eventlog.Event) error {
+	if ev.Type == b.panicOn {
+		panic("boom")
+	}
+	n := b.perEvent
+	if ev.Type == "Huge" {
+		n = 8
+	}
+	pad := strings.Repeat("x", 400<<10)
+	for i := range n {
+		if err := t.Set(fmt.Sprintf("%d-%d", ev.Position, i), fmt.Appendf(nil, `{"pad":%q}`, pad)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// TestBatchSplitsWhenTooBigForATransaction: a batch whose writes outgrow a
+// badger transaction is committed in shorter pieces; one event whose own
+// writes do not fit stops the projection, visibly.
+func TestBatchSplitsWhenTooBigForATransaction(t *testing.T) {
+	l := newTestLog(t)
+	for range 20 {
+		l.append("s", ev{"Big", `{}`, false})
+	}
+	huge := l.append("s", ev{"Huge", `{}`, false})[0]
+	e := openEngine(t, l, Options{})
+	if err := e.Register(&bigRows{perEvent: 1}); err != nil {
+		t.Fatal(err)
+	}
+	e.Start()
+	s := waitState(t, e, "big", "failure", func(s runnerState) bool { return s.active.failure != nil })
+	if s.active.position != huge-1 || s.active.failure.position != huge || !strings.Contains(s.active.failure.err, "exceed one transaction") {
+		t.Errorf("position %d, failure %+v; want every event before %d applied and a failure at it", s.active.position, s.active.failure, huge)
+	}
+	if rows := dump(t, e, "big"); len(rows) != 20 {
+		t.Errorf("%d rows, want 20", len(rows))
+	}
+}
+
+func TestPanickingApplyStopsTheProjection(t *testing.T) {
+	l := newTestLog(t)
+	l.append("s", ev{"Fine", `{}`, false}, ev{"Panic", `{}`, false})
+	e := openEngine(t, l, Options{})
+	if err := e.Register(&bigRows{panicOn: "Panic"}); err != nil {
+		t.Fatal(err)
+	}
+	e.Start()
+	waitState(t, e, "big", "failure", func(s runnerState) bool { return s.active.failure != nil })
+	if st := statusOf(e, "big"); st.Status != StatusFailed || st.FailedPosition != 2 || !strings.Contains(st.Error, "apply panicked: boom") {
+		t.Errorf("status %+v", st)
+	}
+}
+
+// TestDroppedGenerationsAreDeleted: after a rebuild swaps in, nothing of the
+// old generation stays in the store.
+func TestDroppedGenerationsAreDeleted(t *testing.T) {
+	l := newTestLog(t)
+	newWorkload(l, 5).run(200)
+	e := openEngine(t, l, Options{})
+	e.Start()
+	waitAll(t, e, l)
+	old := waitState(t, e, StreamsProjection, "running", func(s runnerState) bool { return true }).active.gen
+	if err := e.Rebuild(StreamsProjection); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e, StreamsProjection, "rebuilt", func(s runnerState) bool { return s.shadow == nil && s.active.gen != old })
+	// The cleaner may be at it too; deleting twice is harmless.
+	if err := e.dropMarkedGens(); err != nil {
+		t.Fatal(err)
+	}
+	err := e.view(func(txn *badger.Txn) error {
+		for _, prefix := range [][]byte{genKey(prefixRow, old, ""), genKey(prefixState, old, ""), checkpointKey(old), dropKey(old)} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+			it.Seek(prefix)
+			left := it.ValidForPrefix(prefix)
+			it.Close()
+			if left {
+				t.Errorf("keys under %x remain", prefix)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -52,21 +52,19 @@ func metaKey(name string) []byte { return append([]byte{prefixMeta}, name...) }
 
 var keyGenCounter = []byte{prefixGenCounter}
 
-func genKey(prefix byte, gen uint64) []byte {
-	k := make([]byte, 9, 9+RowKeyBytesMax)
+// genKey is prefix, gen(8), key.
+func genKey(prefix byte, gen uint64, key string) []byte {
+	k := make([]byte, 9+len(key))
 	k[0] = prefix
-	binary.BigEndian.PutUint64(k[1:], gen)
+	binary.BigEndian.PutUint64(k[1:9], gen)
+	copy(k[9:], key)
 	return k
 }
 
-func checkpointKey(gen uint64) []byte { return genKey(prefixCheckpoint, gen) }
-func dropKey(gen uint64) []byte       { return genKey(prefixDrop, gen) }
-func rowKey(gen uint64, key string) []byte {
-	return append(genKey(prefixRow, gen), key...)
-}
-func stateKey(gen uint64, key string) []byte {
-	return append(genKey(prefixState, gen), key...)
-}
+func checkpointKey(gen uint64) []byte        { return genKey(prefixCheckpoint, gen, "") }
+func dropKey(gen uint64) []byte              { return genKey(prefixDrop, gen, "") }
+func rowKey(gen uint64, key string) []byte   { return genKey(prefixRow, gen, key) }
+func stateKey(gen uint64, key string) []byte { return genKey(prefixState, gen, key) }
 
 func decodeMeta(b []byte) (metaRecord, error) {
 	var m metaRecord
