@@ -3,8 +3,6 @@ package pbft
 import (
 	"testing"
 	"time"
-
-	"github.com/ordoledger/ordo/codec"
 )
 
 // benchChunk is how many requests the benchmark submits before running the
@@ -12,16 +10,15 @@ import (
 const benchChunk = 2048
 
 // BenchmarkCore measures requests through 4 cores on the in-memory network,
-// with a no-op signer and no signature checks: the protocol's own cost plus
-// envelope encoding and decoding, per request (ns/op is per request).
+// with the cheap hash signatures: the protocol's own cost plus envelope
+// encoding and decoding, per request (ns/op is per request).
 func BenchmarkCore(b *testing.B) {
-	s := newSim(b, simOptions{n: 4, seed: 1, fast: true, cfg: func(c *Config) {
+	s := newSim(b, simOptions{n: 4, seed: 1, cheap: true, cfg: func(c *Config) {
 		c.BatchRequestsMax = 256
 		c.WindowSeqs = 64
 		c.PendingRequestsMax = 4 * benchChunk
 	}})
 	s.tick(time.Millisecond)
-	client := s.client.Public()
 	command := make([]byte, 128)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -30,8 +27,7 @@ func BenchmarkCore(b *testing.B) {
 		b.StopTimer()
 		reqs := make([][]byte, 0, next-done)
 		for i := done; i < next; i++ {
-			body := codec.MustMarshal(&Request{Client: client, Seq: uint64(i + 1), Command: command})
-			reqs = append(reqs, codec.MustMarshal(&SignedRequest{Body: body, Sig: noopSig}))
+			reqs = append(reqs, s.signedRequest(0, uint64(i+1), command))
 		}
 		b.StartTimer()
 		for _, raw := range reqs {

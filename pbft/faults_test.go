@@ -11,24 +11,30 @@ import (
 	"github.com/ordoledger/ordo/crypto"
 )
 
-// faultSeeds is how many seeds each randomised scenario runs; ORDO_PBFT_SEEDS
-// raises it for longer runs, and ORDO_PBFT_SEED replays one seed.
+// faultSeeds is the seeds each older randomised test runs: ORDO_SIM_SEEDS
+// raises the count, ORDO_SIM_SEED replays one seed (see simSeeds).
 func faultSeeds(t *testing.T) []uint64 {
-	if v := os.Getenv("ORDO_PBFT_SEED"); v != "" {
-		seed, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			t.Fatalf("ORDO_PBFT_SEED=%q: %v", v, err)
-		}
-		return []uint64{seed}
-	}
 	count := 6
 	if testing.Short() {
 		count = 2
 	}
-	if v := os.Getenv("ORDO_PBFT_SEEDS"); v != "" {
+	return simSeeds(t, count)
+}
+
+// simSeeds is seeds 1..count, or the count ORDO_SIM_SEEDS asks for, or the
+// one seed ORDO_SIM_SEED names.
+func simSeeds(t *testing.T, count int) []uint64 {
+	if v := os.Getenv("ORDO_SIM_SEED"); v != "" {
+		seed, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("ORDO_SIM_SEED=%q: %v", v, err)
+		}
+		return []uint64{seed}
+	}
+	if v := os.Getenv("ORDO_SIM_SEEDS"); v != "" {
 		c, err := strconv.Atoi(v)
 		if err != nil || c < 1 {
-			t.Fatalf("ORDO_PBFT_SEEDS=%q: want a positive count", v)
+			t.Fatalf("ORDO_SIM_SEEDS=%q: want a positive count", v)
 		}
 		count = c
 	}
@@ -118,7 +124,7 @@ func TestByzantineBackupEquivocates(t *testing.T) {
 					c.Digest = forged
 					body = &c
 				}
-				s.push(&simEvent{at: s.now, to: to, from: from, data: codec.MustMarshal(s.sealAs(byz, env.Kind, body, nil))})
+				s.inject(to, from, s.sealAs(byz, env.Kind, body, nil))
 				// Sometimes the real vote arrives too: an equivocation.
 				return s.rng.IntN(2) == 0
 			}
@@ -159,7 +165,7 @@ func TestTwinPrimary(t *testing.T) {
 		twin[pp.Seq] = true
 		batch := [][]byte{s.request([]byte(fmt.Sprintf("twin %d", pp.Seq)))}
 		pp.Digest = BatchDigest(pp.Timestamp, batch)
-		s.push(&simEvent{at: s.now, to: to, from: from, data: codec.MustMarshal(s.sealAs(0, KindPrePrepare, &pp, batch))})
+		s.inject(to, from, s.sealAs(0, KindPrePrepare, &pp, batch))
 		return true
 	}
 	for i := range 3 {
@@ -193,7 +199,7 @@ func FuzzStep(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0xa1, 0x01, 0x02})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fs := newSim(t, simOptions{n: 4, seed: 41, fast: true})
+		fs := newSim(t, simOptions{n: 4, seed: 41, cheap: true})
 		fs.isolateAll()
 		for i := range fs.nodes {
 			fs.tickOne(uint32(i), time.Millisecond)

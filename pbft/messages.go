@@ -106,6 +106,69 @@ type Executed struct {
 	Replica     uint32        `cbor:"4,keyasint"`
 }
 
+// Checkpoint states that executing every batch up to Seq left this replica's
+// state with StateDigest (the node decides what the digest covers: the log
+// head hash and the replicated state). 2f+1 matching Checkpoints from distinct
+// replicas make Seq a stable checkpoint; those envelopes are its proof.
+type Checkpoint struct {
+	Seq         uint64        `cbor:"1,keyasint"`
+	StateDigest crypto.Digest `cbor:"2,keyasint"`
+	Replica     uint32        `cbor:"3,keyasint"`
+}
+
+// PreparedCert proves that a digest prepared at (view, seq): the primary's
+// PRE-PREPARE envelope, carried without its batch, and 2f PREPARE envelopes
+// from distinct backups for the same (view, seq, digest). The batch is left
+// out so that a VIEW-CHANGE stays within the message limit whatever the batch
+// size (see Config.Validate); replicas that prepared the digest hold it.
+type PreparedCert struct {
+	PrePrepare Envelope   `cbor:"1,keyasint"`
+	Prepares   []Envelope `cbor:"2,keyasint"`
+}
+
+// ViewChange is a replica's move to View. It carries the replica's stable
+// checkpoint with its proof (2f+1 CHECKPOINT envelopes; none for seq 0) and,
+// for every seq above it that prepared here, the certificate of the highest
+// view it prepared in, in increasing seq order.
+type ViewChange struct {
+	View        uint64         `cbor:"1,keyasint"`
+	StableSeq   uint64         `cbor:"2,keyasint"`
+	StableProof []Envelope     `cbor:"3,keyasint"`
+	Prepared    []PreparedCert `cbor:"4,keyasint"`
+	Replica     uint32         `cbor:"5,keyasint"`
+}
+
+// NewView starts View: the 2f+1 VIEW-CHANGE envelopes the primary chose and
+// the PRE-PREPAREs (signed by the primary, without batches) it re-issues for
+// every seq from the highest stable checkpoint among them to the highest
+// prepared seq, in seq order. Every backup recomputes PrePrepares from
+// ViewChanges and refuses a NEW-VIEW that differs.
+type NewView struct {
+	View        uint64     `cbor:"1,keyasint"`
+	ViewChanges []Envelope `cbor:"2,keyasint"`
+	PrePrepares []Envelope `cbor:"3,keyasint"`
+	Replica     uint32     `cbor:"4,keyasint"`
+}
+
+// Evidence is two conflicting messages signed by one replica: for one
+// (View, Seq) of a PRE-PREPARE, PREPARE or COMMIT, for one Seq of a
+// CHECKPOINT, or for one View of a VIEW-CHANGE. Either envelope verifies
+// against the replica's key, so the pair proves the replica faulty to anyone.
+type Evidence struct {
+	Replica       uint32
+	Kind          Kind
+	View, Seq     uint64
+	First, Second Envelope
+}
+
+// nullTimestamp is the timestamp of every null batch a new primary re-issues:
+// fixed, so that every backup recomputes the same digest. The log time of a
+// delivered null batch is the previous batch's plus one nanosecond.
+const nullTimestamp = 0
+
+// nullDigest is the digest of the empty batch with nullTimestamp.
+var nullDigest = BatchDigest(nullTimestamp, nil)
+
 // BatchDigest binds a batch's requests and the primary's timestamp:
 // SHA-256("ordo/batch" ‖ timestamp (8 bytes, big endian) ‖ RFC 6962 root of the
 // encoded requests). The timestamp is inside the digest so that the agreed

@@ -28,6 +28,7 @@ type pendingQueue struct {
 	byHash  map[crypto.Digest]*pendingReq
 	queue   []*pendingReq
 	head    int // every entry before head is batched or removed
+	first   int // every entry before first is removed
 	removed int // removed entries still in queue
 	// ready: entries neither batched nor removed, which a primary may propose.
 	readyCount int
@@ -66,6 +67,31 @@ func (q *pendingQueue) markBatched(hashes []crypto.Digest) {
 	}
 }
 
+// unbatchAll makes every pending request proposable again: a new view
+// starts, and only the batches it re-issues hold requests.
+func (q *pendingQueue) unbatchAll() {
+	for _, p := range q.queue {
+		if p.batched && !p.removed {
+			p.batched = false
+			q.readyCount++
+			q.readyBytes += len(p.raw)
+		}
+	}
+	q.head = 0
+}
+
+// oldestAt is when the oldest pending request was queued, batched or not; ok
+// is false when none is pending.
+func (q *pendingQueue) oldestAt() (time.Time, bool) {
+	for q.first < len(q.queue) && q.queue[q.first].removed {
+		q.first++
+	}
+	if q.first == len(q.queue) {
+		return time.Time{}, false
+	}
+	return q.queue[q.first].queuedAt, true
+}
+
 // remove drops delivered requests.
 func (q *pendingQueue) remove(hashes []crypto.Digest) {
 	for _, h := range hashes {
@@ -97,6 +123,7 @@ func (q *pendingQueue) compact() {
 	q.queue = live
 	q.removed = 0
 	q.head = 0
+	q.first = 0
 }
 
 // advance moves head past entries that cannot be proposed.

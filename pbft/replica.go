@@ -6,30 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/ordoledger/ordo/codec"
 	"github.com/ordoledger/ordo/crypto"
-)
-
-// Limits that Config.Validate enforces on the configuration itself.
-const (
-	// ValidatorsMax matches the genesis limit on the validator set.
-	ValidatorsMax = 256
-	// WindowSeqsMax bounds L, and with it the number of live slots.
-	WindowSeqsMax = 1 << 16
-	// PendingRequestsMaxLimit bounds the pending queue a config may ask for.
-	PendingRequestsMaxLimit = 1 << 22
-	// ClockSkewMaxLimit bounds ClockSkewMax: a larger skew would let a primary
-	// push log time far into the future.
-	ClockSkewMaxLimit = time.Hour
-	// BatchDelayMaxLimit bounds BatchDelay.
-	BatchDelayMaxLimit = time.Second
-	// RetransmitIntervalMaxLimit bounds RetransmitInterval.
-	RetransmitIntervalMaxLimit = time.Minute
-	// envelopeOverheadBytesMax is the room a PRE-PREPARE envelope needs besides
-	// its requests: kind, body, signature and CBOR headers.
-	envelopeOverheadBytesMax = 1024
-	// requestHeaderBytesMax is the CBOR header of one request in a batch.
-	requestHeaderBytesMax = 9
 )
 
 // Errors returned by Submit.
@@ -38,109 +15,57 @@ var (
 	ErrRequestTooLarge = errors.New("pbft: request larger than batch_bytes_max")
 )
 
-// Config is a replica's fixed configuration. Every bound is checked by Validate.
-type Config struct {
-	ChainID    crypto.Digest
-	Validators []crypto.PublicKey // replica order; n = len
-	Self       uint32
-	Signer     Signer
-	// BatchRequestsMax bounds the requests in one batch.
-	BatchRequestsMax int
-	// BatchBytesMax bounds the sum of len(raw request) in one batch, and so
-	// the size of any one request.
-	BatchBytesMax int
-	// BatchDelay is how long a busy primary waits for a batch to fill.
-	BatchDelay time.Duration
-	// WindowSeqs is L: seqs in (Delivered, Delivered+L] are accepted and may
-	// be proposed.
-	WindowSeqs uint64
-	// PendingRequestsMax bounds the queued client requests.
-	PendingRequestsMax int
-	// ClockSkewMax: a backup refuses a PRE-PREPARE timestamped later than its
-	// own clock plus this.
-	ClockSkewMax time.Duration
-	// RetransmitInterval is how long a slot may make no progress before this
-	// replica re-broadcasts its own messages for it, and the least time
-	// between two Fetch actions.
-	RetransmitInterval time.Duration
-}
-
-// Validate checks every bound of the configuration.
-func (c Config) Validate() error {
-	n := len(c.Validators)
-	switch {
-	case n < 1 || n > ValidatorsMax:
-		return fmt.Errorf("pbft config: %d validators, want 1..%d", n, ValidatorsMax)
-	case int(c.Self) >= n:
-		return fmt.Errorf("pbft config: self %d is not a replica index (n = %d)", c.Self, n)
-	case c.Signer == nil:
-		return fmt.Errorf("pbft config: no signer")
-	case c.ChainID.IsZero():
-		return fmt.Errorf("pbft config: chain_id is zero")
-	case c.BatchRequestsMax < 1 || c.BatchRequestsMax > codec.MaxArrayElements:
-		return fmt.Errorf("pbft config: batch_requests_max %d outside 1..%d", c.BatchRequestsMax, codec.MaxArrayElements)
-	case c.BatchBytesMax < 1:
-		return fmt.Errorf("pbft config: batch_bytes_max %d must be positive", c.BatchBytesMax)
-	case c.BatchBytesMax+c.BatchRequestsMax*requestHeaderBytesMax+envelopeOverheadBytesMax > codec.MaxMessageBytes:
-		return fmt.Errorf("pbft config: batch_bytes_max %d with batch_requests_max %d makes a PRE-PREPARE larger than the %d-byte message limit",
-			c.BatchBytesMax, c.BatchRequestsMax, codec.MaxMessageBytes)
-	case c.BatchDelay < 0 || c.BatchDelay > BatchDelayMaxLimit:
-		return fmt.Errorf("pbft config: batch_delay %v outside 0..%v", c.BatchDelay, BatchDelayMaxLimit)
-	case c.WindowSeqs < 1 || c.WindowSeqs > WindowSeqsMax:
-		return fmt.Errorf("pbft config: window_seqs %d outside 1..%d", c.WindowSeqs, WindowSeqsMax)
-	case c.PendingRequestsMax < 1 || c.PendingRequestsMax > PendingRequestsMaxLimit:
-		return fmt.Errorf("pbft config: pending_requests_max %d outside 1..%d", c.PendingRequestsMax, PendingRequestsMaxLimit)
-	case c.ClockSkewMax <= 0 || c.ClockSkewMax > ClockSkewMaxLimit:
-		return fmt.Errorf("pbft config: clock_skew_max %v outside (0, %v]", c.ClockSkewMax, ClockSkewMaxLimit)
-	case c.RetransmitInterval <= 0 || c.RetransmitInterval > RetransmitIntervalMaxLimit:
-		return fmt.Errorf("pbft config: retransmit_interval %v outside (0, %v]", c.RetransmitInterval, RetransmitIntervalMaxLimit)
-	}
-	seen := make(map[crypto.PublicKey]int, n)
-	for i, k := range c.Validators {
-		if j, dup := seen[k]; dup {
-			return fmt.Errorf("pbft config: validators %d and %d share public key %v", j, i, k)
-		}
-		seen[k] = i
-	}
-	return nil
-}
-
 // State is what the node persisted for the replica; the zero value is a fresh
 // replica.
 type State struct {
+	// View is the View of the last durable Persist.
 	View          uint64
-	Delivered     uint64 // last seq delivered (the node has applied it durably)
+	Delivered     uint64 // last seq the node applied durably
 	LastTimestamp int64  // log time of batch Delivered (unix ns)
-	// Signed holds this replica's own PRE-PREPAREs, PREPAREs and COMMITs for
-	// seqs > Delivered, in the order they were signed (as Persist gave them).
-	Signed []Envelope
+	// Log holds every envelope of every Persist that Prunable has not yet
+	// released, in the order the Persists gave them.
+	Log []Envelope
 }
 
 // Status is a snapshot of the replica for metrics and the status API.
 type Status struct {
-	View      uint64
-	Primary   uint32
-	Delivered uint64
+	View    uint64
+	Primary uint32
+	// ViewActive is false while the replica is changing to View (it sent its
+	// VIEW-CHANGE and has not accepted the NEW-VIEW yet).
+	ViewActive bool
+	// ViewChanges counts the view changes this replica started since New.
+	ViewChanges uint64
+	Delivered   uint64
 	// Committed is the highest seq known committed (a matching commit quorum
 	// for the accepted digest); at least Delivered.
 	Committed uint64
-	Pending   int // queued client requests, including those in undelivered batches
-	InFlight  int // seqs of this view with an accepted digest, not yet delivered
+	// StableCheckpoint is the low watermark h: the last seq with a proof of
+	// 2f+1 matching CHECKPOINTs here.
+	StableCheckpoint uint64
+	Pending          int // queued client requests, including those in undelivered batches
+	InFlight         int // seqs of this view with an accepted digest, not yet delivered
 	// Equivocations counts second, different messages from one replica for
-	// one (kind, view, seq).
+	// one (kind, view, seq); Evidence keeps the latest EvidenceMax of them
+	// with both signed envelopes, oldest first.
 	Equivocations uint64
+	Evidence      []Evidence
 	// Dropped counts messages refused: wrong view or sender, outside the
-	// window, invalid batches, own messages echoed back.
+	// window, invalid batches or proofs, own messages echoed back.
 	Dropped uint64
 }
 
-// Action is one thing the caller must carry out. Step, Submit, Tick and
-// CaughtUp return actions in the order they must be carried out. Actions
+// Action is one thing the caller must carry out. Step, Submit, Tick, Executed
+// and CaughtUp return actions in the order they must be carried out. Actions
 // share memory with the replica: the caller must not modify them.
 type Action interface{ isAction() }
 
-// Persist: the envelopes (signed by this replica) and the view must be durable
-// before any later action in the same list runs.
+// Persist: the envelopes and the view must be durable before any later action
+// in the same list runs. The envelopes are this replica's own signed messages
+// and the others' messages its promises rest on (the PRE-PREPARE it prepared,
+// the PREPAREs of a prepared certificate, a stable checkpoint's proof, the
+// accepted NEW-VIEW). The node keeps each until Prunable releases it and
+// hands the rest back in State.Log.
 type Persist struct {
 	View      uint64
 	Envelopes []*Envelope
@@ -156,8 +81,11 @@ type Send struct {
 }
 
 // Deliver hands a committed batch to the state machine. Seqs are delivered in
-// order, each once. Timestamp is the log time: strictly increasing, the same
-// on every replica. Cert passes VerifyCertificate.
+// order, each once, with no gap except the seqs the node applies by state
+// transfer (see CaughtUp). Timestamp is the log time: strictly increasing,
+// the same on every replica. Cert passes VerifyCertificate. Batch is empty
+// for a null batch a new primary filled a gap with: the node applies an entry
+// with no requests.
 type Deliver struct {
 	Seq, View uint64
 	Timestamp int64
@@ -167,7 +95,8 @@ type Deliver struct {
 }
 
 // Fetch asks the node to fetch committed entries with seq > AfterSeq from
-// peers, verify their certificates, apply them and call CaughtUp.
+// peers, verify their certificates, apply them and call Executed for each and
+// CaughtUp after the last.
 type Fetch struct{ AfterSeq uint64 }
 
 func (Persist) isAction()   {}
@@ -175,13 +104,6 @@ func (Broadcast) isAction() {}
 func (Send) isAction()      {}
 func (Deliver) isAction()   {}
 func (Fetch) isAction()     {}
-
-// recentCommit is this replica's COMMIT for a delivered seq (env nil if it
-// delivered without signing one).
-type recentCommit struct {
-	seq uint64
-	env *Envelope
-}
 
 // Replica is one PBFT replica's protocol state. It is not safe for
 // concurrent use: the node drives it from one loop.
@@ -191,12 +113,55 @@ type Replica struct {
 	f      int
 	quorum int
 
-	view          uint64
+	view uint64
+	// active: this replica works in view (view 0, or its NEW-VIEW was
+	// accepted). While false it is changing to view: it takes no part in the
+	// normal case and waits for the NEW-VIEW.
+	active        bool
 	delivered     uint64
 	lastTimestamp int64
+	executed      uint64 // last seq the node reported through Executed
 
+	// The last stable checkpoint (the low watermark h) and its proof.
+	stable       uint64
+	stableDigest crypto.Digest
+	stableProof  []Envelope
+	// ckpts holds CHECKPOINT votes for seqs in (h, h+L]; ckptAhead each
+	// replica's highest CHECKPOINT beyond h+L; ownCkpts this replica's own
+	// CHECKPOINTs at or above h, to answer replicas still below h and to
+	// retransmit the newest.
+	ckpts        map[uint64][]checkpointVote
+	ckptAhead    []checkpointVote
+	ownCkpts     map[uint64]*Envelope
+	ownCkptMax   uint64
+	ckptResentAt time.Time
+
+	// slots holds the slots of the current view, for seqs in (h, h+L] (and
+	// restored ones of this replica's own votes above h).
 	slots      map[slotKey]*slot
-	slotSeqMax uint64 // highest seq of a slot in the current view
+	slotSeqMax uint64
+	// prepared is the P set: per seq above h, the certificate of the highest
+	// view this replica prepared it in, with the batch when known.
+	prepared map[uint64]*preparedCert
+
+	// View change.
+	ownViewChange *Envelope
+	viewChanges   []*viewChangeInfo // per replica: its latest valid VIEW-CHANGE
+	viewSeen      []uint64          // per replica: the highest view it showed
+	newView       *Envelope         // the accepted NEW-VIEW of view
+	viewChangeAt  time.Time         // when this replica moved to view
+	// armedAt: when 2f+1 replicas were known to have moved to view, which
+	// starts the NEW-VIEW timeout (a replica alone in a view never moves on).
+	armed              bool
+	armedAt            time.Time
+	activeAt           time.Time
+	failedViews        int // view changes since the last delivery
+	viewChangesN       uint64
+	viewChangeResentAt time.Time
+	// Per replica: when this replica last answered it with the NEW-VIEW, or
+	// with its CHECKPOINT for h.
+	nvAnsweredAt   []time.Time
+	ckptAnsweredAt []time.Time
 
 	pending pendingQueue
 
@@ -206,9 +171,9 @@ type Replica struct {
 
 	now    time.Time
 	hasNow bool
-	// fetchOnStart: a restored slot lacks its batch (a backup persists its
-	// votes, not the primary's PRE-PREPARE), and peers may have delivered it
-	// and moved on, so the first Tick asks for state transfer.
+	// fetchOnStart: a restored slot lacks its batch, or the stable checkpoint
+	// is above what the node applied, so the first Tick asks for state
+	// transfer.
 	fetchOnStart bool
 	deliveredAt  time.Time // when delivered last moved
 	fetchAt      time.Time
@@ -219,12 +184,10 @@ type Replica struct {
 	commitSeqMax []uint64
 	seqSeenMax   []uint64
 
-	// recentCommits[seq % WindowSeqs] is this replica's COMMIT for a
-	// recently delivered seq, kept to answer a replica still waiting for it.
-	recentCommits []recentCommit
-
 	committedMax  uint64
 	equivocations uint64
+	evidence      []Evidence // ring of the latest EvidenceMax
+	evidenceNext  int
 	dropped       uint64
 
 	// Output of the call in progress.
@@ -232,125 +195,58 @@ type Replica struct {
 	out       []Action
 }
 
-// New builds a replica from its configuration and persisted state. Own
-// envelopes in st.Signed are re-loaded so that the replica never signs a
-// different digest for a (view, seq) it signed before, and can re-broadcast
-// them.
+// New builds a replica from its configuration and persisted state. The
+// envelopes in st.Log are re-loaded so that the replica never signs a message
+// conflicting with one it signed before, can re-send them, and can still
+// carry its prepared certificates into a VIEW-CHANGE.
 func New(cfg Config, st State) (*Replica, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	n := len(cfg.Validators)
 	r := &Replica{
-		cfg:           cfg,
-		n:             n,
-		f:             MaxFaulty(n),
-		quorum:        Quorum(n),
-		view:          st.View,
-		delivered:     st.Delivered,
-		lastTimestamp: st.LastTimestamp,
-		slots:         make(map[slotKey]*slot),
-		pending:       newPendingQueue(),
-		proposedSeq:   st.Delivered,
-		proposedTS:    st.LastTimestamp,
-		commitSeqMax:  make([]uint64, n),
-		seqSeenMax:    make([]uint64, n),
-		recentCommits: make([]recentCommit, cfg.WindowSeqs),
-		committedMax:  st.Delivered,
+		cfg:            cfg,
+		n:              n,
+		f:              MaxFaulty(n),
+		quorum:         Quorum(n),
+		view:           st.View,
+		active:         st.View == 0,
+		delivered:      st.Delivered,
+		lastTimestamp:  st.LastTimestamp,
+		executed:       st.Delivered,
+		ckpts:          make(map[uint64][]checkpointVote),
+		ckptAhead:      make([]checkpointVote, n),
+		ownCkpts:       make(map[uint64]*Envelope),
+		slots:          make(map[slotKey]*slot),
+		prepared:       make(map[uint64]*preparedCert),
+		viewChanges:    make([]*viewChangeInfo, n),
+		viewSeen:       make([]uint64, n),
+		nvAnsweredAt:   make([]time.Time, n),
+		ckptAnsweredAt: make([]time.Time, n),
+		pending:        newPendingQueue(),
+		proposedSeq:    st.Delivered,
+		proposedTS:     st.LastTimestamp,
+		commitSeqMax:   make([]uint64, n),
+		seqSeenMax:     make([]uint64, n),
+		committedMax:   st.Delivered,
 	}
-	for i := range st.Signed {
-		if err := r.restore(&st.Signed[i]); err != nil {
-			return nil, fmt.Errorf("pbft: restore signed message %d: %w", i, err)
-		}
-	}
-	// Map order is fine: this decides one error (any of them) and whether
-	// one Fetch is due.
-	for _, sl := range r.slots {
-		if r.primary(sl.view) == r.cfg.Self && sl.ownPrePrepare == nil {
-			// The primary signs its PRE-PREPARE before any vote at a seq, and
-			// both are persisted and pruned together.
-			return nil, fmt.Errorf("pbft: restore: a vote for (view %d, seq %d) without this primary's pre-prepare", sl.view, sl.seq)
-		}
-		if sl.batch == nil {
-			r.fetchOnStart = true
-		}
+	if err := r.restore(st); err != nil {
+		return nil, fmt.Errorf("pbft: restore: %w", err)
 	}
 	return r, nil
-}
-
-// restore re-loads one of this replica's own signed envelopes.
-func (r *Replica) restore(env *Envelope) error {
-	m, err := env.Open(r.n)
-	if err != nil {
-		return err
-	}
-	if m.From != r.cfg.Self {
-		return fmt.Errorf("%v signed by replica %d, not by self %d", env.Kind, m.From, r.cfg.Self)
-	}
-	var view, seq uint64
-	var digest crypto.Digest
-	switch env.Kind {
-	case KindPrePrepare:
-		view, seq, digest = m.PrePrepare.View, m.PrePrepare.Seq, m.PrePrepare.Digest
-	case KindPrepare:
-		view, seq, digest = m.Prepare.View, m.Prepare.Seq, m.Prepare.Digest
-	case KindCommit:
-		view, seq, digest = m.Commit.View, m.Commit.Seq, m.Commit.Digest
-	default:
-		return fmt.Errorf("%v is not a message this replica persists", env.Kind)
-	}
-	switch {
-	case view > r.view:
-		return fmt.Errorf("%v for view %d, but the persisted view is %d", env.Kind, view, r.view)
-	case view < r.view || seq <= r.delivered:
-		// Superseded: a replica never signs again in an older view, nor for a
-		// delivered seq.
-		return nil
-	}
-	// A seq beyond the window is kept too: the node's applied seq (State.
-	// Delivered) may lag what the replica had delivered when it signed, and
-	// forgetting the envelope could let it sign a conflict later. Such slots
-	// are bounded by len(State.Signed).
-	sl := r.slotFor(view, seq)
-	if sl.accepted && sl.digest != digest {
-		return fmt.Errorf("%v for (view %d, seq %d) has digest %v, but this replica signed %v there", env.Kind, view, seq, digest, sl.digest)
-	}
-	sl.accepted = true
-	sl.digest = digest
-	switch env.Kind {
-	case KindPrePrepare:
-		pp := m.PrePrepare
-		if r.primary(view) != r.cfg.Self {
-			return fmt.Errorf("pre-prepare for view %d, whose primary is %d", view, r.primary(view))
-		}
-		ids := hashRequests(env.Batch)
-		if batchDigestOfIDs(pp.Timestamp, ids) != pp.Digest {
-			return fmt.Errorf("pre-prepare for seq %d: batch does not match its digest", seq)
-		}
-		sl.ownPrePrepare = env
-		sl.setBatch(env, pp.Timestamp, ids)
-		r.proposedSeq = max(r.proposedSeq, seq)
-		r.proposedTS = max(r.proposedTS, pp.Timestamp)
-	case KindPrepare:
-		sl.ownPrepare = env
-		sl.prepares[r.cfg.Self] = vote{digest: digest, env: env}
-	case KindCommit:
-		sl.ownCommit = env
-		sl.commits[r.cfg.Self] = vote{digest: digest, env: env}
-	}
-	return nil
 }
 
 func (r *Replica) primary(view uint64) uint32 { return uint32(view % uint64(r.n)) }
 
 func (r *Replica) isPrimary() bool { return r.primary(r.view) == r.cfg.Self }
 
+// inWindow reports whether seq is in (h, h+L].
 func (r *Replica) inWindow(seq uint64) bool {
-	return seq > r.delivered && seq-r.delivered <= r.cfg.WindowSeqs
+	return seq > r.stable && seq-r.stable <= r.cfg.WindowSeqs
 }
 
 // slotFor returns the slot for (view, seq), creating it. Callers check the
-// window first, so at most WindowSeqs slots exist per view.
+// window first, so at most WindowSeqs slots exist.
 func (r *Replica) slotFor(view, seq uint64) *slot {
 	k := slotKey{view: view, seq: seq}
 	if sl, ok := r.slots[k]; ok {
@@ -358,14 +254,12 @@ func (r *Replica) slotFor(view, seq uint64) *slot {
 	}
 	sl := newSlot(view, seq, r.n, r.now)
 	r.slots[k] = sl
-	if view == r.view {
-		r.slotSeqMax = max(r.slotSeqMax, seq)
-	}
+	r.slotSeqMax = max(r.slotSeqMax, seq)
 	return sl
 }
 
 // flush returns the actions of the call in progress: one Persist of every
-// envelope signed during the call first, then the rest in order.
+// envelope signed or kept during the call first, then the rest in order.
 func (r *Replica) flush() []Action {
 	if len(r.toPersist) == 0 && len(r.out) == 0 {
 		return nil
@@ -389,6 +283,11 @@ func (r *Replica) sign(kind Kind, body any, batch [][]byte) *Envelope {
 	r.toPersist = append(r.toPersist, env)
 	r.out = append(r.out, Broadcast{Env: env})
 	return env
+}
+
+// keep queues an envelope for persisting without sending it.
+func (r *Replica) keep(env *Envelope) {
+	r.toPersist = append(r.toPersist, env)
 }
 
 // Submit queues a client request (raw: an encoded SignedRequest the node has
@@ -417,36 +316,39 @@ func (r *Replica) Forget(requests [][]byte) {
 	r.pending.remove(hashRequests(requests))
 }
 
-// Step handles one protocol message whose signature the node has verified
-// (and, for a PRE-PREPARE, every request in its batch). Kinds the core does
-// not handle return nil. The replica keeps m.Env: the caller must not modify it.
+// Step handles one protocol message whose envelope signature the node has
+// verified (and, for a PRE-PREPARE, every request in its batch). Signatures
+// nested in VIEW-CHANGE and NEW-VIEW messages are verified here, with
+// Config.Verifier. Kinds the core does not handle return nil. The replica
+// keeps m.Env: the caller must not modify it.
 func (r *Replica) Step(m Message) []Action {
-	if m.Env == nil {
+	if m.Env == nil || int(m.From) >= r.n || m.From == r.cfg.Self {
 		r.dropped++
 		return nil
 	}
-	switch m.Env.Kind {
-	case KindPrePrepare:
-		if m.PrePrepare == nil || m.PrePrepare.Replica != m.From {
-			r.dropped++
-			break
-		}
+	switch {
+	case m.Env.Kind == KindPrePrepare && m.PrePrepare != nil && m.PrePrepare.Replica == m.From:
+		r.noteView(m.From, m.PrePrepare.View)
 		r.stepPrePrepare(m.PrePrepare, m.Env)
-	case KindPrepare:
-		if m.Prepare == nil || m.Prepare.Replica != m.From {
-			r.dropped++
-			break
-		}
+	case m.Env.Kind == KindPrepare && m.Prepare != nil && m.Prepare.Replica == m.From:
 		p := m.Prepare
+		r.noteView(m.From, p.View)
 		r.stepVote(KindPrepare, p.Replica, p.View, p.Seq, p.Digest, m.Env)
-	case KindCommit:
-		if m.Commit == nil || m.Commit.Replica != m.From {
-			r.dropped++
-			break
-		}
+	case m.Env.Kind == KindCommit && m.Commit != nil && m.Commit.Replica == m.From:
 		c := m.Commit
+		r.noteView(m.From, c.View)
 		r.stepVote(KindCommit, c.Replica, c.View, c.Seq, c.Digest, m.Env)
+	case m.Env.Kind == KindCheckpoint && m.Checkpoint != nil && m.Checkpoint.Replica == m.From:
+		c := m.Checkpoint
+		r.recordCheckpoint(c.Replica, c.Seq, c.StateDigest, m.Env)
+	case m.Env.Kind == KindViewChange && m.ViewChange != nil && m.ViewChange.Replica == m.From:
+		r.stepViewChange(m.ViewChange, m.Env)
+	case m.Env.Kind == KindNewView && m.NewView != nil && m.NewView.Replica == m.From:
+		r.stepNewView(m.NewView, m.Env)
+	case m.Env.Kind == KindExecuted || m.Env.Kind == KindRequest:
+		return nil
 	default:
+		r.dropped++
 		return nil
 	}
 	r.maybePropose()
@@ -454,19 +356,28 @@ func (r *Replica) Step(m Message) []Action {
 }
 
 func (r *Replica) stepPrePrepare(pp *PrePrepare, env *Envelope) {
-	if pp.View != r.view || pp.Replica != r.primary(pp.View) || pp.Replica == r.cfg.Self {
+	if pp.View != r.view || !r.active || pp.Replica != r.primary(pp.View) {
 		r.dropped++
 		return
 	}
-	if !r.noteSeq(KindPrePrepare, pp.Replica, pp.Seq) {
+	if !r.noteSeq(pp.Replica, pp.Seq) {
 		return
 	}
 	sl := r.slots[slotKey{view: pp.View, seq: pp.Seq}]
 	if sl != nil && sl.accepted && sl.digest != pp.Digest {
-		r.equivocations++
+		if sl.prePrepare == nil {
+			// The digest came from this replica's own restored vote: no
+			// signed pair proves the primary wrong, but it is refused.
+			r.equivocations++
+			return
+		}
+		r.conflict(pp.Replica, KindPrePrepare, pp.View, pp.Seq, sl.prePrepare, env)
+		// Two PRE-PREPAREs the primary signed for one (view, seq): proof
+		// that it is faulty.
+		r.startViewChange(r.view + 1)
 		return
 	}
-	if sl != nil && sl.batch != nil {
+	if sl != nil && sl.hasBatch {
 		// The primary retransmits because it has not seen enough votes:
 		// answer it with this replica's own.
 		r.resend(sl, pp.Replica)
@@ -480,9 +391,12 @@ func (r *Replica) stepPrePrepare(pp *PrePrepare, env *Envelope) {
 	if sl == nil {
 		sl = r.slotFor(pp.View, pp.Seq)
 	}
+	// The batch is kept with the vote: after a restart this replica can
+	// still deliver it, and carry its prepared certificate.
+	r.keep(env)
 	if sl.accepted {
-		// Restored after a restart: this replica prepared the digest before
-		// and may never have sent its vote.
+		// Accepted before (restored, or re-issued without its batch): the
+		// vote exists already.
 		r.resend(sl, pp.Replica)
 	} else {
 		sl.accepted = true
@@ -490,14 +404,19 @@ func (r *Replica) stepPrePrepare(pp *PrePrepare, env *Envelope) {
 		sl.ownPrepare = r.sign(KindPrepare, &Prepare{View: pp.View, Seq: pp.Seq, Digest: pp.Digest, Replica: r.cfg.Self}, nil)
 		sl.prepares[r.cfg.Self] = vote{digest: pp.Digest, env: sl.ownPrepare}
 	}
-	sl.setBatch(env, pp.Timestamp, hashes)
+	sl.prePrepare = env
+	sl.setBatch(env.Batch, pp.Timestamp, hashes)
+	if c := r.prepared[pp.Seq]; c != nil && c.view == pp.View && c.digest == pp.Digest && !c.hasBatch {
+		c.setBatch(env.Batch, hashes)
+	}
 	r.pending.markBatched(hashes)
 	sl.progressAt = r.now
 	r.advance(sl)
 }
 
 // checkBatch applies a backup's checks to a PRE-PREPARE's batch and returns
-// the request hashes.
+// the request hashes. An empty batch is refused here: only a new primary
+// proposes one, inside a NEW-VIEW, to fill a gap.
 func (r *Replica) checkBatch(pp *PrePrepare, batch [][]byte) ([]crypto.Digest, bool) {
 	if len(batch) == 0 || len(batch) > r.cfg.BatchRequestsMax {
 		return nil, false
@@ -558,14 +477,16 @@ func (r *Replica) resend(sl *slot, to uint32) {
 }
 
 func (r *Replica) stepVote(kind Kind, from uint32, view, seq uint64, digest crypto.Digest, env *Envelope) {
-	if view != r.view || from == r.cfg.Self || int(from) >= r.n || (kind == KindPrepare && from == r.primary(view)) {
+	if kind == KindCommit {
+		// Counted in any view: COMMITs far ahead from f+1 replicas show that
+		// this replica is behind, whatever view it is in.
+		r.commitSeqMax[from] = max(r.commitSeqMax[from], seq)
+	}
+	if view != r.view || (kind == KindPrepare && from == r.primary(view)) {
 		r.dropped++
 		return
 	}
-	if kind == KindCommit {
-		r.commitSeqMax[from] = max(r.commitSeqMax[from], seq)
-	}
-	if !r.noteSeq(kind, from, seq) {
+	if !r.noteSeq(from, seq) {
 		return
 	}
 	sl := r.slotFor(view, seq)
@@ -575,7 +496,11 @@ func (r *Replica) stepVote(kind Kind, from uint32, view, seq uint64, digest cryp
 	}
 	if v := votes[from]; v.env != nil {
 		if v.digest != digest {
-			r.equivocations++
+			r.conflict(from, kind, view, seq, v.env, env)
+		} else if kind == KindPrepare && seq <= r.delivered && sl.ownCommit != nil {
+			// It retransmits its PREPARE: it still waits for COMMITs this
+			// replica delivered with.
+			r.out = append(r.out, Send{To: from, Env: sl.ownCommit})
 		}
 		return
 	}
@@ -586,37 +511,23 @@ func (r *Replica) stepVote(kind Kind, from uint32, view, seq uint64, digest cryp
 	r.advance(sl)
 }
 
-// noteSeq records that replica from sent a message of kind for seq and
-// reports whether seq is in the window. Messages beyond the window from f+1
-// replicas mean this replica is behind.
-func (r *Replica) noteSeq(kind Kind, from uint32, seq uint64) bool {
+// noteSeq records that replica from sent a message for seq and reports
+// whether seq is in the window. A replica below h is answered with this
+// replica's CHECKPOINT for h, so that it can move its window; messages beyond
+// the window from f+1 replicas mean this replica is behind.
+func (r *Replica) noteSeq(from uint32, seq uint64) bool {
 	r.seqSeenMax[from] = max(r.seqSeenMax[from], seq)
 	if r.inWindow(seq) {
 		return true
 	}
 	r.dropped++
 	switch {
-	case seq <= r.delivered:
-		r.answerStale(kind, from, seq)
-	case r.countAbove(r.seqSeenMax, r.delivered+r.cfg.WindowSeqs) > r.f:
+	case seq <= r.stable:
+		r.answerBelowStable(from)
+	case r.countAbove(r.seqSeenMax, r.stable+r.cfg.WindowSeqs) > r.f:
 		r.fetch()
 	}
 	return false
-}
-
-// answerStale helps a replica that still retransmits for a seq this replica
-// delivered: it lost the COMMITs, and the slot is gone here, so send it the
-// kept COMMIT. Only PRE-PREPAREs and PREPAREs are answered, never COMMITs:
-// the answer is a COMMIT, so two replicas can never answer each other forever.
-func (r *Replica) answerStale(kind Kind, from uint32, seq uint64) {
-	if kind == KindCommit || r.delivered-seq >= r.cfg.WindowSeqs {
-		return
-	}
-	rc := r.recentCommits[seq%r.cfg.WindowSeqs]
-	if rc.env == nil || rc.seq != seq {
-		return
-	}
-	r.out = append(r.out, Send{To: from, Env: rc.env})
 }
 
 // countAbove counts the other replicas whose entry in perReplica is above seq.
@@ -643,10 +554,11 @@ func (r *Replica) fetch() {
 // advance moves a slot forward: COMMIT once prepared, then delivery of every
 // slot that is ready, in seq order.
 func (r *Replica) advance(sl *slot) {
-	if !sl.accepted {
+	if !sl.accepted || sl.view != r.view || !r.active {
 		return
 	}
-	if sl.ownCommit == nil && sl.view == r.view && sl.matching(sl.prepares, r.primary(sl.view)) >= 2*r.f {
+	if sl.ownCommit == nil && sl.prePrepare != nil && sl.matching(sl.prepares, r.primary(sl.view)) >= 2*r.f {
+		r.notePrepared(sl)
 		sl.ownCommit = r.sign(KindCommit, &Commit{View: sl.view, Seq: sl.seq, Digest: sl.digest, Replica: r.cfg.Self}, nil)
 		sl.commits[r.cfg.Self] = vote{digest: sl.digest, env: sl.ownCommit}
 		sl.progressAt = r.now
@@ -657,15 +569,44 @@ func (r *Replica) advance(sl *slot) {
 	r.deliverReady()
 }
 
+// notePrepared records the slot's prepared certificate in the P set and
+// keeps the PREPAREs it rests on, in the same Persist as the COMMIT that
+// follows: after a restart the replica's VIEW-CHANGE still carries it.
+func (r *Replica) notePrepared(sl *slot) {
+	c := &preparedCert{
+		view:       sl.view,
+		seq:        sl.seq,
+		digest:     sl.digest,
+		timestamp:  sl.timestamp,
+		prePrepare: sl.prePrepare,
+	}
+	primary := r.primary(sl.view)
+	for i, v := range sl.prepares {
+		if uint32(i) == primary || v.env == nil || v.digest != sl.digest {
+			continue
+		}
+		c.prepares = append(c.prepares, v.env)
+		if uint32(i) != r.cfg.Self {
+			r.keep(v.env)
+		}
+		if len(c.prepares) == 2*r.f {
+			break
+		}
+	}
+	if sl.hasBatch {
+		c.setBatch(sl.batch, sl.reqHashes)
+	}
+	r.prepared[sl.seq] = c
+}
+
 // deliverReady delivers, in seq order, every next slot whose batch is known
 // and has a commit quorum for its digest. A commit quorum proves the digest
 // committed whether or not this replica saw the prepares itself (it is what
 // state transfer trusts), so a replica that lost PREPAREs still delivers.
 func (r *Replica) deliverReady() {
 	for {
-		k := slotKey{view: r.view, seq: r.delivered + 1}
-		sl := r.slots[k]
-		if sl == nil || sl.batch == nil || sl.matching(sl.commits, noReplica) < r.quorum {
+		sl := r.slots[slotKey{view: r.view, seq: r.delivered + 1}]
+		if sl == nil || !sl.hasBatch || sl.matching(sl.commits, noReplica) < r.quorum {
 			return
 		}
 		ts := max(sl.timestamp, r.lastTimestamp+1)
@@ -680,20 +621,19 @@ func (r *Replica) deliverReady() {
 		r.delivered = sl.seq
 		r.lastTimestamp = ts
 		r.deliveredAt = r.now
-		delete(r.slots, k)
+		r.failedViews = 0
 		r.pending.remove(sl.reqHashes)
-		r.recentCommits[sl.seq%r.cfg.WindowSeqs] = recentCommit{seq: sl.seq, env: sl.ownCommit}
 	}
 }
 
 // maybePropose cuts and proposes batches at the primary: at once when idle;
 // when busy, once a batch is full or its oldest request waited BatchDelay.
 func (r *Replica) maybePropose() {
-	if !r.isPrimary() || !r.hasNow {
+	if !r.isPrimary() || !r.active || !r.hasNow {
 		return
 	}
-	r.proposedSeq = max(r.proposedSeq, r.delivered)
-	for r.pending.readyCount > 0 && r.proposedSeq < r.delivered+r.cfg.WindowSeqs {
+	r.proposedSeq = max(r.proposedSeq, r.delivered, r.stable)
+	for r.pending.readyCount > 0 && r.proposedSeq < r.stable+r.cfg.WindowSeqs {
 		busy := r.proposedSeq > r.delivered
 		full := r.pending.readyCount >= r.cfg.BatchRequestsMax || r.pending.readyBytes >= r.cfg.BatchBytesMax
 		if busy && !full {
@@ -711,12 +651,13 @@ func (r *Replica) maybePropose() {
 		d := batchDigestOfIDs(ts, hashes)
 		sl := r.slotFor(r.view, seq)
 		if sl.accepted {
-			panic(fmt.Sprintf("pbft: primary proposing seq %d, which it already signed", seq))
+			panic(fmt.Sprintf("pbft: primary proposing seq %d of view %d, which it already signed", seq, r.view))
 		}
 		sl.accepted = true
 		sl.digest = d
 		sl.ownPrePrepare = r.sign(KindPrePrepare, &PrePrepare{View: r.view, Seq: seq, Digest: d, Timestamp: ts, Replica: r.cfg.Self}, batch)
-		sl.setBatch(sl.ownPrePrepare, ts, hashes)
+		sl.prePrepare = sl.ownPrePrepare
+		sl.setBatch(batch, ts, hashes)
 		sl.progressAt = r.now
 		r.proposedSeq = seq
 		r.proposedTS = ts
@@ -731,12 +672,29 @@ func (r *Replica) Tick(now time.Time) []Action {
 		r.hasNow = true
 		r.now = now
 		r.deliveredAt = now
+		r.activeAt = now
+		r.viewChangeAt = now
+		r.ckptResentAt = now
 	} else if now.After(r.now) {
 		r.now = now
 	}
-	r.maybePropose()
-	r.retransmit()
-	if r.fetchOnStart || (r.now.Sub(r.deliveredAt) >= r.cfg.RetransmitInterval && r.countAbove(r.commitSeqMax, r.delivered) > r.f) {
+	if r.active {
+		r.maybePropose()
+		r.retransmit()
+		if r.requestTimedOut() {
+			r.startViewChange(r.view + 1)
+			r.joinLaterView()
+		}
+	} else {
+		r.retransmitViewChange()
+		if r.armed && r.now.Sub(r.armedAt) >= r.timeout() {
+			r.startViewChange(r.view + 1)
+			r.joinLaterView()
+		}
+	}
+	r.retransmitCheckpoint()
+	behind := r.now.Sub(r.deliveredAt) >= r.cfg.RetransmitInterval && r.countAbove(r.commitSeqMax, r.delivered) > r.f
+	if r.fetchOnStart || behind || r.delivered < r.stable {
 		r.fetchOnStart = false
 		r.fetch()
 	}
@@ -746,8 +704,8 @@ func (r *Replica) Tick(now time.Time) []Action {
 // retransmit re-broadcasts this replica's own envelopes for every slot that
 // made no progress for RetransmitInterval. Nothing is signed anew.
 func (r *Replica) retransmit() {
-	last := min(r.slotSeqMax, r.delivered+r.cfg.WindowSeqs)
-	for seq := r.delivered + 1; seq <= last; seq++ {
+	last := min(r.slotSeqMax, r.stable+r.cfg.WindowSeqs)
+	for seq := max(r.delivered, r.stable) + 1; seq <= last; seq++ {
 		sl := r.slots[slotKey{view: r.view, seq: seq}]
 		if sl == nil || r.now.Sub(sl.progressAt) < r.cfg.RetransmitInterval || r.now.Sub(sl.retransmitAt) < r.cfg.RetransmitInterval {
 			continue
@@ -766,24 +724,22 @@ func (r *Replica) retransmit() {
 }
 
 // CaughtUp tells the replica that the node applied entries fetched from peers
-// up to delivered, the last with log time lastTimestamp. Slots at or below it
-// are dropped; slots already committed above it may now be delivered.
+// up to delivered, the last with log time lastTimestamp. Nothing at or below
+// delivered is delivered again; slots already committed above it may now be.
 func (r *Replica) CaughtUp(delivered uint64, lastTimestamp int64) []Action {
 	if delivered <= r.delivered {
 		return nil
+	}
+	for seq := max(r.delivered, r.stable) + 1; seq <= min(delivered, r.stable+r.cfg.WindowSeqs); seq++ {
+		if sl := r.slots[slotKey{view: r.view, seq: seq}]; sl != nil {
+			r.pending.remove(sl.reqHashes)
+		}
 	}
 	r.delivered = delivered
 	r.lastTimestamp = lastTimestamp
 	r.deliveredAt = r.now
 	r.committedMax = max(r.committedMax, delivered)
 	r.proposedTS = max(r.proposedTS, lastTimestamp)
-	// Deleting in map order is fine: it decides no output.
-	for k, sl := range r.slots {
-		if k.seq <= delivered {
-			delete(r.slots, k)
-			r.pending.remove(sl.reqHashes)
-		}
-	}
 	r.deliverReady()
 	r.maybePropose()
 	return r.flush()
@@ -792,20 +748,47 @@ func (r *Replica) CaughtUp(delivered uint64, lastTimestamp int64) []Action {
 // Status returns a snapshot of the replica.
 func (r *Replica) Status() Status {
 	inFlight := 0
-	last := min(r.slotSeqMax, r.delivered+r.cfg.WindowSeqs)
-	for seq := r.delivered + 1; seq <= last; seq++ {
+	last := min(r.slotSeqMax, r.stable+r.cfg.WindowSeqs)
+	for seq := max(r.delivered, r.stable) + 1; seq <= last; seq++ {
 		if sl := r.slots[slotKey{view: r.view, seq: seq}]; sl != nil && sl.accepted {
 			inFlight++
 		}
 	}
 	return Status{
-		View:          r.view,
-		Primary:       r.primary(r.view),
-		Delivered:     r.delivered,
-		Committed:     max(r.committedMax, r.delivered),
-		Pending:       r.pending.len(),
-		InFlight:      inFlight,
-		Equivocations: r.equivocations,
-		Dropped:       r.dropped,
+		View:             r.view,
+		Primary:          r.primary(r.view),
+		ViewActive:       r.active,
+		ViewChanges:      r.viewChangesN,
+		Delivered:        r.delivered,
+		Committed:        max(r.committedMax, r.delivered),
+		StableCheckpoint: r.stable,
+		Pending:          r.pending.len(),
+		InFlight:         inFlight,
+		Equivocations:    r.equivocations,
+		Evidence:         r.evidenceList(),
+		Dropped:          r.dropped,
 	}
+}
+
+// conflict records two different messages one replica signed for one
+// (kind, view, seq).
+func (r *Replica) conflict(from uint32, kind Kind, view, seq uint64, first, second *Envelope) {
+	r.equivocations++
+	ev := Evidence{Replica: from, Kind: kind, View: view, Seq: seq, First: *first, Second: *second}
+	if len(r.evidence) < EvidenceMax {
+		r.evidence = append(r.evidence, ev)
+		return
+	}
+	r.evidence[r.evidenceNext] = ev
+	r.evidenceNext = (r.evidenceNext + 1) % EvidenceMax
+}
+
+// evidenceList returns the kept evidence, oldest first.
+func (r *Replica) evidenceList() []Evidence {
+	if len(r.evidence) == 0 {
+		return nil
+	}
+	out := make([]Evidence, 0, len(r.evidence))
+	out = append(out, r.evidence[r.evidenceNext:]...)
+	return append(out, r.evidence[:r.evidenceNext]...)
 }

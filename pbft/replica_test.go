@@ -232,6 +232,7 @@ func TestPipelining(t *testing.T) {
 func TestWindowBoundsProposals(t *testing.T) {
 	s := newSim(t, simOptions{n: 4, seed: 7, cfg: func(c *Config) {
 		c.WindowSeqs = 3
+		c.CheckpointInterval = 1
 		c.BatchRequestsMax = 1
 	}})
 	s.isolateAll()
@@ -377,15 +378,21 @@ func TestEquivocationIgnoredAndCounted(t *testing.T) {
 	if acts := s.stepNow(1, s.sealAs(3, KindPrepare, &Prepare{View: 0, Seq: 1, Digest: d, Replica: 3}, nil)); len(sent(acts, KindCommit)) != 1 {
 		t.Fatal("not prepared with 2f honest prepares")
 	}
-	// Same for commits, and an equivocating primary.
+	// Same for commits.
 	s.stepNow(1, s.sealAs(3, KindCommit, &Commit{View: 0, Seq: 1, Digest: forged, Replica: 3}, nil))
 	s.stepNow(1, s.sealAs(3, KindCommit, &Commit{View: 0, Seq: 1, Digest: d, Replica: 3}, nil))
-	other := [][]byte{s.request([]byte("two"))}
-	if acts := s.stepNow(1, s.prePrepare(0, 0, 1, ts, other)); len(sent(acts, KindPrepare)) != 0 {
-		t.Fatal("prepared a second digest for one (view, seq)")
+	st := r.Status()
+	if st.Equivocations != 2 || len(st.Evidence) != 2 {
+		t.Fatalf("equivocations %d, evidence %d, want 2 and 2", st.Equivocations, len(st.Evidence))
 	}
-	if st := r.Status(); st.Equivocations != 3 {
-		t.Fatalf("equivocations %d, want 3", st.Equivocations)
+	for i, want := range []struct {
+		kind Kind
+		from uint32
+	}{{KindPrepare, 2}, {KindCommit, 3}} {
+		ev := st.Evidence[i]
+		if ev.Kind != want.kind || ev.Replica != want.from || ev.View != 0 || ev.Seq != 1 || !s.evidenceHolds(ev) {
+			t.Fatalf("evidence %d: %+v", i, ev)
+		}
 	}
 	s.stepNow(1, s.sealAs(2, KindCommit, &Commit{View: 0, Seq: 1, Digest: d, Replica: 2}, nil))
 	if st := r.Status(); st.Delivered != 0 {
@@ -618,22 +625,18 @@ func TestRestartNeverSignsConflict(t *testing.T) {
 	if len(prep) != 1 {
 		t.Fatal("no prepare")
 	}
+	// The pre-prepare (with its batch) is kept with the vote.
+	if p, ok := acts[0].(Persist); !ok || len(p.Envelopes) != 2 || p.Envelopes[0] != first && !sameEnvelope(p.Envelopes[0], first) {
+		t.Fatalf("persisted %v", acts[0])
+	}
 	s.crash(1)
 	s.restart(1)
 	s.tickOne(1, time.Millisecond)
-	// A conflicting pre-prepare for the seq it prepared is refused.
-	other := [][]byte{s.request([]byte("second"))}
-	if acts := s.stepNow(1, s.prePrepare(0, 0, 1, s.now.UnixNano(), other)); len(sent(acts, KindPrepare)) != 0 {
-		t.Fatal("signed a conflicting prepare after restart")
-	}
-	if st := s.nodes[1].r.Status(); st.Equivocations != 1 || st.InFlight != 1 {
-		t.Fatalf("status %+v", st)
-	}
 	// The original is recognised (no second signature); the replica answers
 	// the primary with the prepare it signed before.
 	acts = s.stepNow(1, first)
-	if len(s.nodes[1].st.Signed) != 1 {
-		t.Fatalf("persisted %d envelopes, want the one prepare", len(s.nodes[1].st.Signed))
+	if len(s.nodes[1].st.Log) != 2 {
+		t.Fatalf("persisted %d envelopes, want the pre-prepare and the prepare", len(s.nodes[1].st.Log))
 	}
 	if got := sent(acts, KindPrepare); len(got) != 1 || !bytes.Equal(got[0].Sig, prep[0].Sig) {
 		t.Fatalf("answer to the primary: %v", acts)
@@ -645,6 +648,24 @@ func TestRestartNeverSignsConflict(t *testing.T) {
 	}
 	if len(again) == 0 || !bytes.Equal(again[0].Sig, prep[0].Sig) {
 		t.Fatal("restarted replica did not retransmit its prepare")
+	}
+	// A conflicting pre-prepare for the seq it prepared is refused: two
+	// pre-prepares the primary signed for one (view, seq) are evidence, and
+	// proof enough to leave the view.
+	other := [][]byte{s.request([]byte("second"))}
+	acts = s.stepNow(1, s.prePrepare(0, 0, 1, s.now.UnixNano(), other))
+	if len(sent(acts, KindPrepare)) != 0 {
+		t.Fatal("signed a conflicting prepare after restart")
+	}
+	if len(sent(acts, KindViewChange)) != 1 {
+		t.Fatalf("no view change on an equivocating primary: %v", acts)
+	}
+	st := s.nodes[1].r.Status()
+	if st.Equivocations != 1 || len(st.Evidence) != 1 || st.View != 1 || st.ViewActive {
+		t.Fatalf("status %+v", st)
+	}
+	if ev := st.Evidence[0]; ev.Kind != KindPrePrepare || ev.Replica != 0 || !s.evidenceHolds(ev) {
+		t.Fatalf("evidence %+v", ev)
 	}
 }
 
@@ -705,12 +726,14 @@ func TestNewRefusesBadState(t *testing.T) {
 		name string
 		st   State
 	}{
-		{"another replica's message", State{Signed: []Envelope{prep(2, 1, d)}}},
-		{"conflicting digests", State{Signed: []Envelope{prep(1, 1, d), prep(1, 1, crypto.Hash([]byte("e")))}}},
-		{"a later view than persisted", State{Signed: []Envelope{*s.sealAs(1, KindPrepare, &Prepare{View: 2, Seq: 1, Digest: d, Replica: 1}, nil)}}},
-		{"pre-prepare by a backup", State{Signed: []Envelope{*s.prePrepare(1, 0, 1, 5, batch)}}},
-		{"primary's commit without its pre-prepare", State{View: 1, Signed: []Envelope{*s.sealAs(1, KindCommit, &Commit{View: 1, Seq: 1, Digest: d, Replica: 1}, nil)}}},
-		{"not decodable", State{Signed: []Envelope{{Kind: KindPrepare, Body: []byte{0xff}}}}},
+		{"another replica's commit", State{Log: []Envelope{*s.sealAs(2, KindCommit, &Commit{View: 0, Seq: 1, Digest: d, Replica: 2}, nil)}}},
+		{"another replica's view-change", State{View: 1, Log: []Envelope{*s.sealAs(2, KindViewChange, &ViewChange{View: 1, Replica: 2}, nil)}}},
+		{"a later view without its view-change", State{View: 1}},
+		{"conflicting digests", State{Log: []Envelope{prep(1, 1, d), prep(1, 1, crypto.Hash([]byte("e")))}}},
+		{"a later view than persisted", State{Log: []Envelope{*s.sealAs(1, KindPrepare, &Prepare{View: 2, Seq: 1, Digest: d, Replica: 1}, nil)}}},
+		{"pre-prepare by a backup", State{Log: []Envelope{*s.prePrepare(1, 0, 1, 5, batch)}}},
+		{"primary's commit without its pre-prepare", State{View: 1, Log: []Envelope{*s.sealAs(1, KindCommit, &Commit{View: 1, Seq: 1, Digest: d, Replica: 1}, nil)}}},
+		{"not decodable", State{Log: []Envelope{{Kind: KindPrepare, Body: []byte{0xff}}}}},
 	}
 	for _, c := range cases {
 		if _, err := New(cfg, c.st); err == nil {
@@ -718,21 +741,21 @@ func TestNewRefusesBadState(t *testing.T) {
 		}
 	}
 	// Stale entries (at or below Delivered) are fine.
-	if _, err := New(cfg, State{Delivered: 5, Signed: []Envelope{prep(1, 3, d)}}); err != nil {
+	if _, err := New(cfg, State{Delivered: 5, Log: []Envelope{prep(1, 3, d)}}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// The node's applied seq may lag the replica's delivered seq, so a restored
-// envelope can lie beyond the window: it is kept, and still binds.
+// A restored envelope beyond the window is kept, and binds once the window
+// reaches it.
 func TestRestoreBeyondWindow(t *testing.T) {
 	s, _ := scriptedBackup(t, 24, nil)
 	L := s.cfgs[1].WindowSeqs
 	batch := [][]byte{s.request([]byte("far"))}
 	ts := s.now.UnixNano()
 	d := BatchDigest(ts, batch)
-	far := L + 3
-	st := State{Signed: []Envelope{*s.sealAs(1, KindPrepare, &Prepare{View: 0, Seq: far, Digest: d, Replica: 1}, nil)}}
+	far := L + 2
+	st := State{Log: []Envelope{*s.sealAs(1, KindPrepare, &Prepare{View: 0, Seq: far, Digest: d, Replica: 1}, nil)}}
 	s.nodes[1].st = st
 	s.nodes[1].signed[sigKey{KindPrepare, 0, far}] = d
 	s.crash(1)
@@ -742,7 +765,16 @@ func TestRestoreBeyondWindow(t *testing.T) {
 	if f := fetches(s.tickOne(1, time.Millisecond)); len(f) != 1 || f[0].AfterSeq != 0 {
 		t.Fatalf("first Tick after restoring a slot without its batch: %v", f)
 	}
-	// Once the window reaches it, a conflicting pre-prepare is refused.
+	// Once the window reaches it (a stable checkpoint at K), a conflicting
+	// pre-prepare is refused.
+	K := s.cfgs[1].CheckpointInterval
+	state := crypto.Hash([]byte("state"))
+	for _, from := range []uint32{0, 2, 3} {
+		s.stepNow(1, s.sealAs(from, KindCheckpoint, &Checkpoint{Seq: K, StateDigest: state, Replica: from}, nil))
+	}
+	if st := r.Status(); st.StableCheckpoint != K || far > K+L {
+		t.Fatalf("stable %d, want %d", st.StableCheckpoint, K)
+	}
 	acts := r.CaughtUp(far-1, ts-1)
 	s.apply(1, acts)
 	other := [][]byte{s.request([]byte("other"))}

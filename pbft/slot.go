@@ -9,8 +9,8 @@ import (
 // noReplica excludes no replica from a vote count.
 const noReplica = ^uint32(0)
 
-// slotKey names a slot. The view is part of the key so that a view change can
-// keep slots of several views apart.
+// slotKey names a slot. The view is part of the key so that votes of a view
+// are never counted in another.
 type slotKey struct {
 	view, seq uint64
 }
@@ -29,10 +29,16 @@ type slot struct {
 	// signed before a restart) for (view, seq); it never signs another.
 	accepted bool
 	digest   crypto.Digest
-	// The batch, once a PRE-PREPARE carrying it was accepted. A replica that
-	// restarted knows the digest it prepared but may lack the batch.
+	// prePrepare is the accepted PRE-PREPARE (the primary's, this replica's
+	// own, or the one a NEW-VIEW re-issued); nil when the digest is known
+	// only from this replica's own restored vote. timestamp is its body's.
+	prePrepare *Envelope
+	timestamp  int64
+	// The batch, once known: from a PRE-PREPARE carrying it, from this
+	// replica's prepared certificate of an earlier view, or empty for a null
+	// batch. A replica that accepted a re-issued PRE-PREPARE may lack it.
+	hasBatch  bool
 	batch     [][]byte
-	timestamp int64
 	reqHashes []crypto.Digest
 	// Votes indexed by replica: the first vote of each replica wins.
 	prepares []vote
@@ -50,8 +56,9 @@ func newSlot(view, seq uint64, n int, now time.Time) *slot {
 	return &slot{view: view, seq: seq, prepares: votes[:n:n], commits: votes[n:], progressAt: now}
 }
 
-func (sl *slot) setBatch(env *Envelope, timestamp int64, hashes []crypto.Digest) {
-	sl.batch = env.Batch
+func (sl *slot) setBatch(batch [][]byte, timestamp int64, hashes []crypto.Digest) {
+	sl.hasBatch = true
+	sl.batch = batch
 	sl.timestamp = timestamp
 	sl.reqHashes = hashes
 }
@@ -78,4 +85,37 @@ func (sl *slot) certificate() Certificate {
 		}
 	}
 	return cert
+}
+
+// preparedCert is this replica's proof that digest prepared at (view, seq),
+// with the batch when this replica holds it.
+type preparedCert struct {
+	view, seq  uint64
+	digest     crypto.Digest
+	timestamp  int64
+	prePrepare *Envelope
+	prepares   []*Envelope
+	hasBatch   bool
+	batch      [][]byte
+	reqHashes  []crypto.Digest
+}
+
+func (c *preparedCert) setBatch(batch [][]byte, hashes []crypto.Digest) {
+	c.hasBatch = true
+	c.batch = batch
+	c.reqHashes = hashes
+}
+
+// wire returns the certificate as a VIEW-CHANGE carries it: no batch.
+func (c *preparedCert) wire() PreparedCert {
+	pc := PreparedCert{PrePrepare: withoutBatch(c.prePrepare), Prepares: make([]Envelope, len(c.prepares))}
+	for i, p := range c.prepares {
+		pc.Prepares[i] = *p
+	}
+	return pc
+}
+
+// withoutBatch copies an envelope without its batch.
+func withoutBatch(e *Envelope) Envelope {
+	return Envelope{Kind: e.Kind, Body: e.Body, Sig: e.Sig}
 }
