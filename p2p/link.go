@@ -11,6 +11,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 )
 
 const (
@@ -92,8 +93,12 @@ func (h *Host) openPBFT(id peer.ID) (network.Stream, error) {
 	ctx, cancel := context.WithTimeout(h.ctx, streamOpenTimeout)
 	defer cancel()
 	// Our own backoff paces redials; libp2p's per-address dial backoff would
-	// otherwise hold off a restarted peer for seconds longer.
-	ctx = network.WithForceDirectDial(ctx, "ordo validator link paces its own redials")
+	// otherwise hold off a restarted peer for seconds longer. (Not
+	// network.WithForceDirectDial: in libp2p v0.51 that path dereferences a
+	// nil transport when a dial races the host's Close.)
+	if sw, ok := h.lh.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(id)
+	}
 	s, err := h.lh.NewStream(ctx, id, PBFTProtocolID)
 	if err != nil {
 		return nil, fmt.Errorf("open pbft stream: %w", err)

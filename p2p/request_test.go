@@ -14,7 +14,7 @@ import (
 func TestRequestResponse(t *testing.T) {
 	const respMax = 1 << 20
 	hosts, _ := newCluster(t, 3, func(c *Config) {
-		c.RequestTimeout = 500 * time.Millisecond
+		c.RequestTimeout = time.Second
 		c.ResponseBytesMax = respMax
 	})
 	unblock := make(chan struct{})
@@ -34,6 +34,7 @@ func TestRequestResponse(t *testing.T) {
 		return append([]byte{byte(from)}, req...)
 	})
 	startAll(hosts)
+	waitMesh(t, hosts)
 	ctx := context.Background()
 
 	for _, from := range []uint32{0, 2} {
@@ -58,7 +59,7 @@ func TestRequestResponse(t *testing.T) {
 		t.Fatalf("unanswered request: %v, want a deadline error", err)
 	}
 	if took := time.Since(start); took > waitTimeout/2 {
-		t.Fatalf("unanswered request took %s with a 500ms timeout", took)
+		t.Fatalf("unanswered request took %s with a 1s timeout", took)
 	}
 
 	// The handler's oversized answer is refused by the responder.
