@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+
 	"github.com/ordoledger/ordo/crypto"
 )
 
@@ -114,6 +116,9 @@ func TestOversizedFramesRefused(t *testing.T) {
 func TestRestartedPeerReconnects(t *testing.T) {
 	const n = 4
 	hosts, keys := newCluster(t, n, nil)
+	if _, ok := hosts[0].lh.Network().(*swarm.Swarm); !ok {
+		t.Fatal("libp2p's network is not a swarm: redials would wait out libp2p's own dial backoff")
+	}
 	startAll(hosts)
 	waitMesh(t, hosts)
 
