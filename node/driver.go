@@ -8,13 +8,19 @@ import (
 	"time"
 
 	"github.com/ordoledger/ordo/codec"
+	"github.com/ordoledger/ordo/crypto"
 	"github.com/ordoledger/ordo/pbft"
 )
 
-// Protocol-state keys in the event log's meta key space.
+// Protocol-state keys in the event log's meta key space. Every envelope the
+// core asks to persist is kept under pbft/env/<counter>, the counter giving the
+// order of the Persists, until pbft.Prunable releases it.
 const (
-	metaView         = "pbft/view"
-	metaSignedPrefix = "pbft/signed/"
+	metaView      = "pbft/view"
+	metaEnvPrefix = "pbft/env/"
+	// pruneInterval paces the pruning pass when only the applied seq moved;
+	// a new view or stable checkpoint prunes at once.
+	pruneInterval = time.Second
 )
 
 // Frame tags: the first byte of every p2p frame says what follows.
@@ -35,52 +41,29 @@ type submission struct {
 	done chan error // nil for forwarded requests nobody waits on
 }
 
-// caughtUpNote is an entry the fetcher applied, for the driver to tell the core.
-type caughtUpNote struct {
-	seq       uint64
-	timestamp int64
-	batch     [][]byte
+// appliedNote tells the driver that the executor made seq durable: the core
+// needs every one for checkpoints (Executed), and fetched entries also leave
+// the pending queue and move Delivered (Forget, CaughtUp).
+type appliedNote struct {
+	seq         uint64
+	timestamp   int64
+	stateDigest crypto.Digest // set at checkpoint seqs only
+	fetched     bool
+	batch       [][]byte
 }
 
-func signedKey(seq uint64, counter uint64) string {
-	return fmt.Sprintf("%s%016x/%016x", metaSignedPrefix, seq, counter)
-}
+func envKey(counter uint64) string { return fmt.Sprintf("%s%016x", metaEnvPrefix, counter) }
 
-func parseSignedKey(k string) (seq, counter uint64, err error) {
-	parts := strings.Split(strings.TrimPrefix(k, metaSignedPrefix), "/")
-	if len(parts) != 2 {
-		return 0, 0, fmt.Errorf("malformed protocol-state key %q", k)
-	}
-	if seq, err = strconv.ParseUint(parts[0], 16, 64); err != nil {
-		return 0, 0, fmt.Errorf("protocol-state key %q: %w", k, err)
-	}
-	if counter, err = strconv.ParseUint(parts[1], 16, 64); err != nil {
-		return 0, 0, fmt.Errorf("protocol-state key %q: %w", k, err)
-	}
-	return seq, counter, nil
-}
-
-// envelopeSeq returns the sequence number a signed protocol message is about.
-func envelopeSeq(e *pbft.Envelope, n int) (uint64, error) {
-	m, err := e.Open(n)
+func parseEnvKey(k string) (uint64, error) {
+	c, err := strconv.ParseUint(strings.TrimPrefix(k, metaEnvPrefix), 16, 64)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("malformed protocol-state key %q: %w", k, err)
 	}
-	switch {
-	case m.PrePrepare != nil:
-		return m.PrePrepare.Seq, nil
-	case m.Prepare != nil:
-		return m.Prepare.Seq, nil
-	case m.Commit != nil:
-		return m.Commit.Seq, nil
-	case m.Executed != nil:
-		return m.Executed.Seq, nil
-	}
-	return 0, fmt.Errorf("envelope of kind %v has no sequence number", e.Kind)
+	return c, nil
 }
 
 // restoreState rebuilds the core's State from the event log and the protocol
-// state persisted before every vote this replica sent.
+// state persisted before every message this replica sent.
 func (n *Node) restoreState() (pbft.State, error) {
 	applied, _ := n.store.Applied()
 	st := pbft.State{Delivered: applied}
@@ -102,29 +85,25 @@ func (n *Node) restoreState() (pbft.State, error) {
 		}
 		st.View = binary.BigEndian.Uint64(v)
 	}
-	n.signedKeys = map[uint64][]string{}
-	err = n.store.ScanMeta(metaSignedPrefix, func(key string, val []byte) error {
-		seq, counter, err := parseSignedKey(key)
+	n.persisted = map[string]*pbft.Envelope{}
+	err = n.store.ScanMeta(metaEnvPrefix, func(key string, val []byte) error {
+		counter, err := parseEnvKey(key)
 		if err != nil {
 			return err
 		}
-		if counter >= n.signedCounter {
-			n.signedCounter = counter + 1
-		}
-		n.signedKeys[seq] = append(n.signedKeys[seq], key)
-		if seq <= applied {
-			return nil
-		}
+		n.envCounter = max(n.envCounter, counter+1)
 		env, err := pbft.DecodeEnvelope(val)
 		if err != nil {
 			return fmt.Errorf("protocol-state %s: %w", key, err)
 		}
-		st.Signed = append(st.Signed, *env)
+		n.persisted[key] = env
+		st.Log = append(st.Log, *env)
 		return nil
 	})
 	if err != nil {
-		return st, fmt.Errorf("node: restore signed messages: %w", err)
+		return st, fmt.Errorf("node: restore protocol state: %w", err)
 	}
+	n.persistedView = st.View
 	n.appliedSeq.Store(applied)
 	return st, nil
 }
@@ -146,8 +125,8 @@ func (n *Node) runDriver() {
 			acts = append(acts, n.replica.Step(m)...)
 		case now := <-ticker.C:
 			acts = append(acts, n.replica.Tick(now)...)
-		case <-n.caughtUpKick:
-			acts = n.noteCaughtUp(acts)
+		case <-n.appliedKick:
+			acts = n.noteApplied(acts)
 		}
 	drain:
 		for i := 0; i < driverDrainMax; i++ {
@@ -177,54 +156,62 @@ func (n *Node) submit(acts []pbft.Action, s submission) []pbft.Action {
 	return append(acts, more...)
 }
 
-// noteCaughtUp tells the core about entries the fetcher applied: their requests
-// are no longer pending, and Delivered moves to the last of them.
-func (n *Node) noteCaughtUp(acts []pbft.Action) []pbft.Action {
-	n.fetchedMu.Lock()
-	notes := n.fetched
-	n.fetched = nil
-	n.fetchedMu.Unlock()
-	if len(notes) == 0 {
-		return acts
+// noteApplied tells the core about every batch the executor made durable:
+// fetched ones leave the pending queue and move Delivered, and every one may
+// complete a checkpoint.
+func (n *Node) noteApplied(acts []pbft.Action) []pbft.Action {
+	n.appliedMu.Lock()
+	notes := n.appliedNotes
+	n.appliedNotes = nil
+	n.appliedMu.Unlock()
+	for _, a := range notes {
+		if a.fetched {
+			n.replica.Forget(a.batch)
+			acts = append(acts, n.replica.CaughtUp(a.seq, a.timestamp)...)
+		}
+		acts = append(acts, n.replica.Executed(a.seq, a.stateDigest)...)
 	}
-	for _, c := range notes {
-		n.replica.Forget(c.batch)
-	}
-	last := notes[len(notes)-1]
-	return append(acts, n.replica.CaughtUp(last.seq, last.timestamp)...)
+	return acts
 }
 
 // carry performs a round's actions: first one durable write of every envelope
-// the round signed (and of the view), then sends and deliveries in order. It
-// returns false when the node must stop voting because storage failed.
+// the round asked to persist (and of the view), then sends and deliveries in
+// order. It returns false when the node must stop voting because storage failed.
 func (n *Node) carry(acts []pbft.Action) bool {
 	set := map[string][]byte{}
+	view := n.persistedView
 	for _, a := range acts {
 		p, ok := a.(pbft.Persist)
 		if !ok {
 			continue
 		}
-		var view [8]byte
-		binary.BigEndian.PutUint64(view[:], p.View)
-		set[metaView] = view[:]
+		view = p.View
 		for _, e := range p.Envelopes {
-			seq, err := envelopeSeq(e, len(n.keys))
-			if err != nil {
-				panic(fmt.Sprintf("node: the core asked to persist an envelope it cannot open: %v", err))
-			}
-			k := signedKey(seq, n.signedCounter)
-			n.signedCounter++
+			k := envKey(n.envCounter)
+			n.envCounter++
 			set[k] = codec.MustMarshal(e)
-			n.signedKeys[seq] = append(n.signedKeys[seq], k)
+			n.persisted[k] = e
 		}
 	}
-	if len(set) > 0 {
-		if err := n.store.PutMeta(set, n.prunableSignedKeys(), true); err != nil {
+	if view != n.persistedView {
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], view)
+		set[metaView] = b[:]
+	}
+	del := n.prunable(view)
+	if len(set) > 0 || len(del) > 0 {
+		if err := n.store.PutMeta(set, del, len(set) > 0); err != nil {
 			n.log.Error("persisting protocol state failed; this replica stops voting", "err", err)
 			n.metrics.halted.Set(1)
 			return false
 		}
-		n.metrics.fsyncs.Inc()
+		n.persistedView = view
+		for _, k := range del {
+			delete(n.persisted, k)
+		}
+		if len(set) > 0 {
+			n.metrics.fsyncs.Inc()
+		}
 	}
 	for _, a := range acts {
 		switch a := a.(type) {
@@ -246,15 +233,21 @@ func (n *Node) carry(acts []pbft.Action) bool {
 	return true
 }
 
-// prunableSignedKeys returns the keys of signed messages for seqs the event log
-// has applied durably: those can never be needed to avoid a conflicting vote.
-func (n *Node) prunableSignedKeys() []string {
+// prunable returns the persisted envelopes pbft.Prunable releases, given the
+// view this round makes durable. The pass runs when the view or the stable
+// checkpoint moved, else at most every pruneInterval.
+func (n *Node) prunable(view uint64) []string {
+	stable := n.replica.Status().StableCheckpoint
+	now := time.Now()
+	if view == n.prunedView && stable == n.prunedStable && now.Sub(n.prunedAt) < pruneInterval {
+		return nil
+	}
+	n.prunedView, n.prunedStable, n.prunedAt = view, stable, now
 	applied := n.appliedSeq.Load()
 	var del []string
-	for seq, keys := range n.signedKeys {
-		if seq <= applied {
-			del = append(del, keys...)
-			delete(n.signedKeys, seq)
+	for k, e := range n.persisted {
+		if pbft.Prunable(e, len(n.keys), applied, stable, view) {
+			del = append(del, k)
 		}
 	}
 	return del

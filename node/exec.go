@@ -70,9 +70,10 @@ func (n *Node) runExecutor() {
 
 // appliedBatch is a batch applied to the log but not yet announced.
 type appliedBatch struct {
-	entry   *eventlog.Entry
-	item    execItem
-	logTime int64
+	entry       *eventlog.Entry
+	item        execItem
+	logTime     int64
+	stateDigest crypto.Digest // at checkpoint seqs: entry hash and executor state
 }
 
 // execute applies one committed batch (not yet durable); ok false means storage
@@ -99,7 +100,17 @@ func (n *Node) execute(it execItem) (appliedBatch, bool) {
 		return appliedBatch{}, false
 	}
 	n.lastTimestamp = logTime
-	return appliedBatch{entry: e, item: it, logTime: logTime}, true
+	a := appliedBatch{entry: e, item: it, logTime: logTime}
+	if e.Seq%n.genesis.Params.CheckpointInterval == 0 {
+		_, state, err := n.store.StateDigest()
+		if err != nil {
+			n.log.Error("reading the state digest failed; execution stops", "seq", it.seq, "err", err)
+			n.metrics.halted.Set(1)
+			return appliedBatch{}, false
+		}
+		a.stateDigest = crypto.Hash(e.Hash[:], state[:])
+	}
+	return a, true
 }
 
 // announce runs once a batch is durable: sign and broadcast EXECUTED, answer
@@ -115,14 +126,14 @@ func (n *Node) announce(a appliedBatch) {
 	})
 	n.host.Broadcast(frameOf(tagEnvelope, codec.MustMarshal(env)))
 	n.replies.executedLocal(e, env)
-	if a.item.fetched {
-		n.fetchedMu.Lock()
-		n.fetched = append(n.fetched, caughtUpNote{seq: e.Seq, timestamp: a.logTime, batch: a.item.batch})
-		n.fetchedMu.Unlock()
-		select {
-		case n.caughtUpKick <- struct{}{}:
-		default:
-		}
+	n.appliedMu.Lock()
+	n.appliedNotes = append(n.appliedNotes, appliedNote{
+		seq: e.Seq, timestamp: a.logTime, stateDigest: a.stateDigest, fetched: a.item.fetched, batch: a.item.batch,
+	})
+	n.appliedMu.Unlock()
+	select {
+	case n.appliedKick <- struct{}{}:
+	default:
 	}
 }
 

@@ -205,7 +205,9 @@ type StatusJSON struct {
 	ExecutedSeq      uint64            `json:"executed_seq"`
 	StableCheckpoint uint64            `json:"stable_checkpoint"`
 	PeersConnected   int               `json:"peers_connected"`
-	Evidence         []string          `json:"evidence"`
+	Evidence         []EvidenceJSON    `json:"evidence"`
+	Equivocations    uint64            `json:"equivocations"`
+	ViewChanges      uint64            `json:"view_changes"`
 	Projections      map[string]uint64 `json:"projections"`
 	ChainID          string            `json:"chain_id"`
 	GenesisHash      string            `json:"genesis_hash"`
@@ -221,17 +223,33 @@ func (n *Node) statusJSON() StatusJSON {
 	if committed < applied {
 		committed = applied
 	}
-	evidence := []string{}
-	if st.Equivocations > 0 {
-		evidence = append(evidence, fmt.Sprintf("%d conflicting votes seen", st.Equivocations))
+	evidence := make([]EvidenceJSON, len(st.Evidence))
+	for i, e := range st.Evidence {
+		evidence[i] = EvidenceJSON{
+			Replica: e.Replica, Name: n.genesis.Validators[e.Replica].Name, Kind: e.Kind.String(), View: e.View, Seq: e.Seq,
+			FirstB64: base64.StdEncoding.EncodeToString(codec.MustMarshal(&e.First)), SecondB64: base64.StdEncoding.EncodeToString(codec.MustMarshal(&e.Second)),
+		}
 	}
 	return StatusJSON{
 		Node: n.genesis.Validators[n.self].Name, Index: n.self, PeerID: n.host.PeerID(),
 		View: st.View, Primary: st.Primary, CommittedSeq: committed, ExecutedSeq: applied,
+		StableCheckpoint: st.StableCheckpoint, Equivocations: st.Equivocations, ViewChanges: st.ViewChanges,
 		PeersConnected: n.host.Connected(), Evidence: evidence, Projections: n.views.Positions(),
 		ChainID: n.genesis.ChainID, GenesisHash: n.chain.String(), LastPosition: n.store.LastPosition(),
 		HeadHash: head.String(), PendingRequests: st.Pending,
 	}
+}
+
+// EvidenceJSON is proof that a validator signed two conflicting messages: both
+// envelopes verify against its key, so anyone can check it.
+type EvidenceJSON struct {
+	Replica   uint32 `json:"replica"`
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	View      uint64 `json:"view"`
+	Seq       uint64 `json:"seq"`
+	FirstB64  string `json:"first_b64"`
+	SecondB64 string `json:"second_b64"`
 }
 
 func (n *Node) handleStatus(w http.ResponseWriter, r *http.Request) {

@@ -72,21 +72,25 @@ type Node struct {
 	host    *p2p.Host
 	metrics *metrics
 
-	replica       *pbft.Replica       // owned by the driver goroutine
-	signedKeys    map[uint64][]string // driver: persisted own messages by seq
-	signedCounter uint64              // driver: orders persisted messages
-	lastTimestamp int64               // executor: log time of the applied head
+	replica       *pbft.Replica             // owned by the driver goroutine
+	persisted     map[string]*pbft.Envelope // driver: protocol state on disk, by key
+	envCounter    uint64                    // driver: orders persisted envelopes
+	persistedView uint64                    // driver: the view on disk
+	prunedView    uint64                    // driver: when the last pruning pass ran
+	prunedStable  uint64
+	prunedAt      time.Time
+	lastTimestamp int64 // executor: log time of the applied head
 	verified      *requestCache
 	replies       *replyTracker
 
 	submitCh     chan submission
 	stepCh       chan pbft.Message
 	execCh       chan execItem
-	caughtUpKick chan struct{}
+	appliedKick  chan struct{}
 	fetchKick    chan uint64
 	appliedSeq   atomic.Uint64
-	fetchedMu    sync.Mutex
-	fetched      []caughtUpNote // executor → driver: entries applied from fetches
+	appliedMu    sync.Mutex
+	appliedNotes []appliedNote // executor → driver: batches made durable
 
 	status atomic.Pointer[pbft.Status]
 
@@ -120,19 +124,19 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: key %v is not a validator in genesis %q", cfg.Key.Public(), g.ChainID)
 	}
 	n := &Node{
-		cfg:          cfg,
-		genesis:      g,
-		chain:        g.Hash(),
-		keys:         g.Keys(),
-		self:         uint32(self),
-		log:          cfg.Logger.With("node", g.Validators[self].Name),
-		verified:     newRequestCache(verifiedCacheLen),
-		submitCh:     make(chan submission, submitQueueLen),
-		stepCh:       make(chan pbft.Message, inboundQueueLen),
-		execCh:       make(chan execItem, executeQueueLen),
-		caughtUpKick: make(chan struct{}, 1),
-		fetchKick:    make(chan uint64, 1),
-		stop:         make(chan struct{}),
+		cfg:         cfg,
+		genesis:     g,
+		chain:       g.Hash(),
+		keys:        g.Keys(),
+		self:        uint32(self),
+		log:         cfg.Logger.With("node", g.Validators[self].Name),
+		verified:    newRequestCache(verifiedCacheLen),
+		submitCh:    make(chan submission, submitQueueLen),
+		stepCh:      make(chan pbft.Message, inboundQueueLen),
+		execCh:      make(chan execItem, executeQueueLen),
+		appliedKick: make(chan struct{}, 1),
+		fetchKick:   make(chan uint64, 1),
+		stop:        make(chan struct{}),
 	}
 	n.signer = crypto.NewSigner(cfg.Key, n.chain)
 	n.metrics = newMetrics()
@@ -188,6 +192,9 @@ func New(cfg Config) (*Node, error) {
 		PendingRequestsMax: pendingRequestsMax,
 		ClockSkewMax:       time.Duration(p.ClockSkewMaxMs) * time.Millisecond,
 		RetransmitInterval: retransmitInterval,
+		Verifier:           pbft.ChainVerifier{Chain: n.chain},
+		CheckpointInterval: p.CheckpointInterval,
+		ViewChangeTimeout:  time.Duration(p.ViewChangeTimeoutMs) * time.Millisecond,
 	}, state)
 	if err != nil {
 		n.closeStorage()
