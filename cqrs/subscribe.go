@@ -47,7 +47,7 @@ func (c *subscriberCount) acquire() bool {
 func (c *subscriberCount) release()    { c.n.Add(-1) }
 func (c *subscriberCount) open() int64 { return c.n.Load() }
 
-// EventJSON is an event as the API shows it; the shape is node's.
+// EventJSON is an event as the API shows it.
 type EventJSON struct {
 	Position    uint64          `json:"position"`
 	Stream      string          `json:"stream"`
@@ -71,8 +71,9 @@ func formatTime(unixNs int64) string {
 	return time.Unix(0, unixNs).UTC().Format(time.RFC3339Nano)
 }
 
-// newEventJSON renders an event the way the node's event API does.
-func newEventJSON(ev *eventlog.Event) EventJSON {
+// NewEventJSON renders an event as every API of ordo shows it (the node's
+// event lists and subscriptions alike).
+func NewEventJSON(ev *eventlog.Event) EventJSON {
 	out := EventJSON{
 		Position: ev.Position, Stream: ev.Stream, Version: ev.Version, ID: formatUUID(ev.ID), Type: ev.Type,
 		EntrySeq: ev.EntrySeq, Timestamp: formatTime(ev.Timestamp),
@@ -185,7 +186,7 @@ func (e *Engine) stream(ctx context.Context, s *sseWriter, from uint64, f subscr
 			if !f.match(&evs[i]) {
 				continue
 			}
-			data, err := json.Marshal(newEventJSON(&evs[i]))
+			data, err := json.Marshal(NewEventJSON(&evs[i]))
 			if err != nil {
 				return fmt.Errorf("render event %d: %w", evs[i].Position, err)
 			}

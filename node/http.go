@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ordoledger/ordo/codec"
+	"github.com/ordoledger/ordo/cqrs"
 	"github.com/ordoledger/ordo/crypto"
 	"github.com/ordoledger/ordo/eventlog"
 	"github.com/ordoledger/ordo/ledger"
@@ -260,50 +260,9 @@ func (n *Node) handleGenesis(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, n.genesis)
 }
 
-// EventJSON is an event as the API shows it.
-type EventJSON struct {
-	Position    uint64          `json:"position"`
-	Stream      string          `json:"stream"`
-	Version     uint64          `json:"version"`
-	ID          string          `json:"id"`
-	Type        string          `json:"type"`
-	Data        json.RawMessage `json:"data,omitempty"`
-	DataB64     string          `json:"data_b64,omitempty"`
-	Metadata    json.RawMessage `json:"metadata,omitempty"`
-	MetadataB64 string          `json:"metadata_b64,omitempty"`
-	EntrySeq    uint64          `json:"entry_seq"`
-	Timestamp   string          `json:"timestamp"`
-}
-
-// FormatUUID renders 16 bytes as a UUID's text form.
-func FormatUUID(id [16]byte) string {
-	h := hex.EncodeToString(id[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
-}
-
-func eventJSON(e *eventlog.Event) EventJSON {
-	out := EventJSON{
-		Position: e.Position, Stream: e.Stream, Version: e.Version, ID: FormatUUID(e.ID), Type: e.Type,
-		EntrySeq: e.EntrySeq, Timestamp: time.Unix(0, e.Timestamp).UTC().Format(time.RFC3339Nano),
-	}
-	if e.ContentType == ledger.ContentJSON && json.Valid(e.Data) {
-		out.Data = e.Data
-	} else if len(e.Data) > 0 {
-		out.DataB64 = base64.StdEncoding.EncodeToString(e.Data)
-	}
-	if len(e.Metadata) > 0 {
-		if json.Valid(e.Metadata) {
-			out.Metadata = e.Metadata
-		} else {
-			out.MetadataB64 = base64.StdEncoding.EncodeToString(e.Metadata)
-		}
-	}
-	return out
-}
-
 type eventPage struct {
-	Events []EventJSON `json:"events"`
-	Next   uint64      `json:"next"`
+	Events []cqrs.EventJSON `json:"events"`
+	Next   uint64           `json:"next"`
 }
 
 func queryUint(r *http.Request, name string, def uint64) (uint64, error) {
@@ -362,9 +321,9 @@ func (n *Node) handleEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeEvents(w http.ResponseWriter, evs []eventlog.Event, next uint64) {
-	page := eventPage{Events: make([]EventJSON, len(evs)), Next: next}
+	page := eventPage{Events: make([]cqrs.EventJSON, len(evs)), Next: next}
 	for i := range evs {
-		page.Events[i] = eventJSON(&evs[i])
+		page.Events[i] = cqrs.NewEventJSON(&evs[i])
 	}
 	writeJSON(w, http.StatusOK, page)
 }
