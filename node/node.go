@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -315,12 +316,9 @@ func Run(ctx context.Context, rc RunConfig) error {
 	if err != nil {
 		return err
 	}
-	var specs []cqrs.Spec
-	specPath := filepath.Join(rc.Home, "projections.json")
-	if _, err := os.Stat(specPath); err == nil {
-		if specs, err = cqrs.LoadSpecs(specPath); err != nil {
-			return err
-		}
+	specs, err := loadProjectionSpecs(rc.Home)
+	if err != nil {
+		return err
 	}
 	api := rc.APIListen
 	if api == "" {
@@ -345,4 +343,24 @@ func Run(ctx context.Context, rc RunConfig) error {
 	<-ctx.Done()
 	n.log.Info("stopping")
 	return n.Close()
+}
+
+// projectionSpecFiles are the names a declarative projection file may have in
+// a node's home; at most one may exist.
+var projectionSpecFiles = []string{"projections.yaml", "projections.yml", "projections.json"}
+
+func loadProjectionSpecs(home string) ([]cqrs.Spec, error) {
+	var found []string
+	for _, name := range projectionSpecFiles {
+		if _, err := os.Stat(filepath.Join(home, name)); err == nil {
+			found = append(found, name)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return nil, nil
+	case 1:
+		return cqrs.LoadSpecs(filepath.Join(home, found[0]))
+	}
+	return nil, fmt.Errorf("home %s has %s: keep one projection file", home, strings.Join(found, " and "))
 }
