@@ -159,6 +159,18 @@ func TestTestnetProcesses(t *testing.T) {
 	if after.ExecutedSeq <= before.ExecutedSeq {
 		t.Fatalf("no progress while node 3 was down: %d then %d", before.ExecutedSeq, after.ExecutedSeq)
 	}
+	// Read-your-writes through the projection API on the restarted node.
+	out, err := e.ordoCmd("query", "--node", e.api(3), "streams", "orders", "--min-position", "14")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var row struct {
+		Version uint64 `json:"version"`
+		Events  uint64 `json:"events"`
+	}
+	if err := json.Unmarshal(out, &row); err != nil || row.Version != 13 || row.Events != 14 {
+		t.Fatalf("streams row %s (%v), want version 13 and 14 events", out, err)
+	}
 	for i := 0; i < 4; i++ {
 		out, err := e.ordoCmd("verify", "--node", e.api(i), "--genesis", filepath.Join(e.dir, "genesis.json"))
 		if err != nil {

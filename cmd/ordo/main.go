@@ -26,6 +26,8 @@ func commands() []*cli.Command {
 		statusCommand(),
 		appendCommand(),
 		readCommand(),
+		queryCommand(),
+		projectionsCommand(),
 		verifyCommand(),
 	}
 }
