@@ -213,6 +213,9 @@ func (n *Node) carry(acts []pbft.Action) bool {
 			n.metrics.fsyncs.Inc()
 		}
 	}
+	if n.cfg.Byzantine != "" {
+		acts = n.misbehave(acts)
+	}
 	for _, a := range acts {
 		switch a := a.(type) {
 		case pbft.Broadcast:

@@ -55,7 +55,17 @@ type Config struct {
 	// HOME/projections.json); Projections are Go projections of an embedder.
 	ProjectionSpecs []cqrs.Spec
 	Projections     []cqrs.Projection
+	// Byzantine makes this validator lie, for tests: one of the Byzantine*
+	// modes. Only binaries built with -tags byzantine accept it.
+	Byzantine string
 }
+
+// Byzantine modes (test builds only).
+const (
+	ByzantineEquivocate  = "equivocate"   // as primary, conflicting PRE-PREPAREs to different replicas
+	ByzantineWrongDigest = "wrong-digest" // PREPAREs and COMMITs for a digest nobody proposed
+	ByzantineSilent      = "silent"       // sends no protocol message at all
+)
 
 // Node is one running validator.
 type Node struct {
@@ -113,6 +123,15 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	switch cfg.Byzantine {
+	case "":
+	case ByzantineEquivocate, ByzantineWrongDigest, ByzantineSilent:
+		if !byzantineBuild {
+			return nil, errors.New("node: this build has no Byzantine behaviours (they exist only in test builds: go build -tags byzantine)")
+		}
+	default:
+		return nil, fmt.Errorf("node: unknown Byzantine mode %q (want %s, %s or %s)", cfg.Byzantine, ByzantineEquivocate, ByzantineWrongDigest, ByzantineSilent)
 	}
 	g := cfg.Genesis
 	self := -1
@@ -256,6 +275,9 @@ func (n *Node) Start() error {
 	go n.runExecutor()
 	go n.runFetcher()
 	n.kickFetch(0)
+	if n.cfg.Byzantine != "" {
+		n.log.Warn("BYZANTINE TEST MODE: this validator lies", "mode", n.cfg.Byzantine)
+	}
 	n.log.Info("node started", "index", n.self, "peer_id", n.host.PeerID(), "api", n.apiAddr, "executed_seq", n.status.Load().Delivered)
 	return nil
 }
@@ -297,6 +319,7 @@ type RunConfig struct {
 	APIListen string
 	P2PListen string
 	Logger    *slog.Logger
+	Byzantine string // test builds only; see Config.Byzantine
 }
 
 // Run starts a node from a home directory (node.key, genesis.json, data/) and
@@ -332,6 +355,7 @@ func Run(ctx context.Context, rc RunConfig) error {
 		P2PListen:       rc.P2PListen,
 		Logger:          rc.Logger,
 		ProjectionSpecs: specs,
+		Byzantine:       rc.Byzantine,
 	})
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ type env struct {
 	dir  string
 	port int
 	ordo string
+	vars []string // extra environment for the script and the nodes it starts
 }
 
 // freeBase finds a base port P such that P..P+n-1 and P+100..P+100+n-1 are
@@ -53,6 +54,7 @@ func (e *env) script(args ...string) string {
 		all = append(all, "--base-port", fmt.Sprint(e.port))
 	}
 	cmd := exec.Command("bash", append([]string{"testnet.sh"}, all...)...)
+	cmd.Env = append(os.Environ(), e.vars...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
@@ -107,17 +109,27 @@ func (e *env) status(i int) (status, error) {
 // converged waits until every node reports the same executed seq and head.
 func (e *env) converged(n int, deadline time.Duration) status {
 	e.t.Helper()
+	nodes := make([]int, n)
+	for i := range nodes {
+		nodes[i] = i
+	}
+	return e.convergedAmong(nodes, deadline)
+}
+
+// convergedAmong waits until the given nodes report the same executed seq and head.
+func (e *env) convergedAmong(nodes []int, deadline time.Duration) status {
+	e.t.Helper()
 	end := time.Now().Add(deadline)
 	for {
 		var first status
 		same := true
-		for i := 0; i < n; i++ {
+		for k, i := range nodes {
 			st, err := e.status(i)
 			if err != nil {
 				same = false
 				break
 			}
-			if i == 0 {
+			if k == 0 {
 				first = st
 			} else if st != first {
 				same = false
@@ -172,21 +184,86 @@ func TestTestnetProcesses(t *testing.T) {
 		t.Fatalf("streams row %s (%v), want version 13 and 14 events", out, err)
 	}
 	for i := 0; i < 4; i++ {
-		out, err := e.ordoCmd("verify", "--node", e.api(i), "--genesis", filepath.Join(e.dir, "genesis.json"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var v struct {
-			Entries uint64 `json:"entries"`
-			Events  uint64 `json:"events"`
-			Head    string `json:"head"`
-			OK      bool   `json:"ok"`
-		}
-		if err := json.Unmarshal(out, &v); err != nil {
-			t.Fatalf("verify output %q: %v", out, err)
-		}
-		if !v.OK || v.Head != after.HeadHash || v.Events != 14 {
-			t.Fatalf("node %d: verify %+v, want ok with head %s and 14 events", i, v, after.HeadHash)
-		}
+		e.verify(i, after.HeadHash, 14)
+	}
+}
+
+// verify runs `ordo verify` against node i and wants ok, head and events.
+func (e *env) verify(i int, head string, events uint64) {
+	e.t.Helper()
+	out, err := e.ordoCmd("verify", "--node", e.api(i), "--genesis", filepath.Join(e.dir, "genesis.json"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var v struct {
+		Entries uint64 `json:"entries"`
+		Events  uint64 `json:"events"`
+		Head    string `json:"head"`
+		OK      bool   `json:"ok"`
+	}
+	if err := json.Unmarshal(out, &v); err != nil {
+		e.t.Fatalf("verify output %q: %v", out, err)
+	}
+	if !v.OK || v.Head != head || v.Events != events {
+		e.t.Fatalf("node %d: verify %+v, want ok with head %s and %d events", i, v, head, events)
+	}
+}
+
+// TestByzantineValidator runs a test build of ordo (-tags byzantine) in which
+// one validator lies: first the primary sends conflicting PRE-PREPAREs to
+// different backups, then a backup votes for digests nobody proposed. The
+// honest three keep committing, agree on one head, and verify from genesis.
+func TestByzantineValidator(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a test binary and runs four processes; covered in the full run")
+	}
+	e := &env{t: t, dir: t.TempDir(), port: freeBase(t, 4), vars: []string{"GOFLAGS=-tags=byzantine"}}
+	e.ordo = filepath.Join(e.dir, "bin", "ordo")
+	e.script("up", "--nodes", "4")
+	t.Cleanup(func() { e.script("down") })
+	honest := []int{1, 2, 3}
+
+	// Node 0 is the primary of view 0: restart it as an equivocator.
+	e.script("kill", "0")
+	e.vars = append(e.vars, "ORDO_BYZANTINE=equivocate")
+	e.script("start", "0")
+	e.vars = e.vars[:1]
+	for i := 0; i < 10; i++ {
+		e.appendEvent(1+i%3, "byz", i)
+	}
+	e.lied(0, "equivocate")
+	st := e.convergedAmong(honest, 30*time.Second)
+	for _, i := range honest {
+		e.verify(i, st.HeadHash, 10)
+	}
+
+	// Node 3 votes for wrong digests; node 0 is honest again.
+	e.script("kill", "0")
+	e.script("start", "0")
+	e.script("kill", "3")
+	e.vars = append(e.vars, "ORDO_BYZANTINE=wrong-digest")
+	e.script("start", "3")
+	e.vars = e.vars[:1]
+	for i := 10; i < 20; i++ {
+		e.appendEvent(i%3, "byz", i)
+	}
+	e.lied(3, "wrong-digest")
+	honest = []int{0, 1, 2}
+	st = e.convergedAmong(honest, 30*time.Second)
+	for _, i := range honest {
+		e.verify(i, st.HeadHash, 20)
+	}
+}
+
+// lied checks node i's log shows it ran in the given Byzantine mode, so a
+// passing test cannot come from a build that ignored the flag.
+func (e *env) lied(i int, mode string) {
+	e.t.Helper()
+	log, err := os.ReadFile(filepath.Join(e.dir, fmt.Sprintf("node%d", i), "node.log"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "BYZANTINE TEST MODE") || !strings.Contains(string(log), "mode="+mode) {
+		e.t.Fatalf("node %d did not run as %s", i, mode)
 	}
 }

@@ -19,12 +19,12 @@ func nodeCommand() *cli.Command {
 		Usage: "run a validator (the daemon); logs go to stderr, SIGTERM or SIGINT stops it cleanly",
 		Description: "DIR holds node.key and genesis.json; the node keeps its data in DIR/data.\n" +
 			"The node key must be one of the genesis validators.",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "home", Usage: "the node's home directory"},
 			&cli.StringFlag{Name: "api", Usage: "HTTP API listen address", Value: defaultAPIListen},
 			&cli.StringFlag{Name: "p2p", Usage: "libp2p listen multiaddr (default: this validator's p2p_addrs in genesis)"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
-		},
+		}, byzantineFlags()...),
 		Action: runNode,
 	}
 }
@@ -47,6 +47,7 @@ func runNode(c *cli.Context) error {
 		APIListen: c.String("api"),
 		P2PListen: c.String("p2p"),
 		Logger:    logger,
+		Byzantine: c.String("byzantine"),
 	})
 	if err != nil && !isInterrupted(c.Context, err) {
 		return err
