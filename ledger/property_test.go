@@ -182,6 +182,13 @@ func FuzzExecute(f *testing.F) {
 	f.Add(appendCmd("s", 0, EventData{ID: evID(3), Type: "t", Data: []byte{1, 2}, Metadata: []byte("m")}))
 	f.Add(codec.MustMarshal(&Command{}))
 	f.Add([]byte{0xa1, 0x01, 0xa0})
+	f.Add(openCmd("A", 1, 1, FlagDebitsMustNotExceedCredits))
+	f.Add(openCmd("B", 1, 1, 0))
+	f.Add(xferCmd(TransferCommand{ID: "T", DebitAccount: "B", CreditAccount: "A", Amount: 5, Code: 1, Pending: true, TimeoutMs: 1}))
+	f.Add(postCmd("P", "T", 2))
+	f.Add(voidCmd("V", "T"))
+	f.Add(opsCmd(LedgerOp{CreateAccount: &CreateAccountCommand{ID: "C", Code: 1, OwnerKey: client(1)}, Linked: true},
+		LedgerOp{Transfer: &TransferCommand{ID: "U", DebitAccount: "C", CreditAccount: "A", Amount: 1, Code: 1}}))
 	f.Add([]byte{})
 	h := newHarness(f, Config{ClientWindow: 64, EventsPerAppendMax: 100, EventBytesMax: 4096})
 	seq := uint64(0)
@@ -205,15 +212,28 @@ func FuzzExecute(f *testing.F) {
 		if res.RequestHash != r.Hash {
 			t.Fatal("result not bound to the request")
 		}
-		switch res.Code {
-		case CodeOK, CodeBadCommand, CodeWrongExpectedVersion, CodeIDReused:
-		default:
+		if !slices.Contains(allCodes, res.Code) {
 			t.Fatalf("unexpected code %q", res.Code)
+		}
+		for _, o := range res.Ops {
+			if !slices.Contains(allCodes, o.Code) {
+				t.Fatalf("unexpected operation code %q", o.Code)
+			}
 		}
 		if !bytes.Equal(got[0], got[1]) {
 			t.Fatal("a retried request did not get its stored result")
 		}
 	})
+}
+
+// allCodes lists every result code.
+var allCodes = []string{
+	CodeOK, CodeExists, CodeWrongExpectedVersion, CodeIDReused, CodeBadCommand, CodeSeqTooOld,
+	CodeExistsWithDifferentFields, CodeAccountNotFound, CodeNotOwner, CodeCodeMismatch, CodeSameAccount,
+	CodeAmountZero, CodeOverflow, CodeExceedsCredits, CodeExceedsDebits, CodeLinkedEventFailed,
+	CodeLinkedEventChainOpen, CodePendingTransferNotFound, CodePendingTransferNotPending,
+	CodePendingTransferExpired, CodePendingTransferAlreadyPosted, CodePendingTransferAlreadyVoided,
+	CodeExceedsPendingAmount, CodeBatchFull,
 }
 
 func FuzzDecodeClientState(f *testing.F) {
