@@ -291,10 +291,9 @@ func (b *ledgerBatch) newChain(replay bool) (*chain, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &chain{
-		b: b, accounts: map[string]account{}, transfers: map[string]transfer{},
-		first: n + 1, next: n + 1, replay: replay,
-	}, nil
+	// The maps are made on first write: reading a nil map is fine, and most
+	// chains are one operation.
+	return &chain{b: b, first: n + 1, next: n + 1, replay: replay}, nil
 }
 
 func (c *chain) account(id string) (account, bool, error) {
@@ -312,6 +311,9 @@ func (c *chain) transfer(id string) (transfer, bool, error) {
 }
 
 func (c *chain) putAccount(id string, a account) {
+	if c.accounts == nil {
+		c.accounts = map[string]account{}
+	}
 	if _, ok := c.accounts[id]; !ok {
 		c.accountOrder = append(c.accountOrder, id)
 	}
@@ -319,6 +321,9 @@ func (c *chain) putAccount(id string, a account) {
 }
 
 func (c *chain) putTransfer(id string, t transfer) {
+	if c.transfers == nil {
+		c.transfers = map[string]transfer{}
+	}
 	if _, ok := c.transfers[id]; !ok {
 		c.transferOrder = append(c.transferOrder, id)
 	}
