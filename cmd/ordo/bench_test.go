@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ordoledger/ordo/bench"
+)
+
+// benchOrdo runs the CLI in-process like ordo does, with the bench command
+// added when commands() does not list it yet.
+func benchOrdo(t *testing.T, args ...string) (string, string, int) {
+	t.Helper()
+	var out, errb syncBuffer
+	app := newApp(&out, &errb)
+	if app.Command("bench") == nil {
+		cmd := benchCommand()
+		setUsageErrors(cmd)
+		cmd.HideHelp = true
+		cmd.Flags = append(cmd.Flags, helpFlag())
+		app.Commands = append(app.Commands, cmd)
+	}
+	if err := app.RunContext(context.Background(), append([]string{"ordo"}, args...)); err != nil {
+		fmt.Fprintf(&errb, "ordo: %s\n", oneLine(err))
+		return out.String(), errb.String(), 1
+	}
+	return out.String(), errb.String(), 0
+}
+
+// A short run against a (fake) running network: stdout is exactly the
+// summary, one JSON line with the contract's keys; --out holds the report.
+func TestBenchCommandAgainstRunningNetwork(t *testing.T) {
+	c := newCluster(t)
+	out := filepath.Join(t.TempDir(), "report")
+	stdout, stderr, code := benchOrdo(t, "bench", "--node", c.node.srv.URL, "--genesis", c.genesis,
+		"--duration", "1s", "--warmup", "0s", "--clients", "2", "--payload", "64", "--out", out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if strings.Count(stdout, "\n") != 1 || !strings.HasSuffix(stdout, "\n") {
+		t.Fatalf("stdout is not one line: %q", stdout)
+	}
+	var printed map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(stdout), &printed); err != nil {
+		t.Fatalf("stdout %q: %v", stdout, err)
+	}
+	for _, k := range []string{"nodes", "clients", "payload_bytes", "duration_s", "events_per_sec",
+		"latency_ms", "projection_lag_ms", "sig_verify_bound_events_per_sec"} {
+		if _, ok := printed[k]; !ok {
+			t.Errorf("summary lacks %q: %s", k, stdout)
+		}
+	}
+	var s bench.Summary
+	if err := json.Unmarshal([]byte(stdout), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Nodes != 4 || s.Clients != 2 || s.PayloadBytes != 64 || s.Completed == 0 || s.Failed != 0 || s.ClientKeys != 2 {
+		t.Errorf("summary %+v", s)
+	}
+	// The file holds the same summary as stdout.
+	raw, err := os.ReadFile(filepath.Join(out, bench.SummaryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, raw); err != nil {
+		t.Fatal(err)
+	}
+	if compact.String() != strings.TrimSpace(stdout) {
+		t.Errorf("summary.json differs from stdout:\n%s\n%s", compact.String(), stdout)
+	}
+	for _, f := range []string{bench.TimeseriesFile, bench.ThroughputPlot, bench.LatencyPlot} {
+		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	// stderr is not a terminal here: step lines, no progress bar.
+	if strings.Contains(stderr, "\r") || !strings.Contains(stderr, "report written to") {
+		t.Errorf("stderr %q", stderr)
+	}
+}
+
+func TestBenchCommandRefusesBadFlags(t *testing.T) {
+	c := newCluster(t)
+	url := c.node.srv.URL
+	// The same validators, admitting only c's client key.
+	var vals []string
+	for _, k := range c.keys {
+		vals = append(vals, k.Public().String())
+	}
+	allowlist := filepath.Join(t.TempDir(), "allowlist.json")
+	mustOrdo(t, "genesis", "--validators", strings.Join(vals, ","), "--clients", c.clientKey, "--out", allowlist)
+	stranger := filepath.Join(t.TempDir(), "stranger.key")
+	mustOrdo(t, "keygen", "--out", stranger)
+	for _, tc := range []struct {
+		want string
+		args []string
+	}{
+		{"--nodes is for a local network", []string{"--node", url, "--genesis", c.genesis, "--nodes", "3"}},
+		{"--keep is for a local network", []string{"--node", url, "--genesis", c.genesis, "--keep"}},
+		{"--genesis is for measuring a running network", []string{"--genesis", c.genesis}},
+		{"--key is for measuring a running network", []string{"--key", c.clientKey}},
+		{"--nodes 0", []string{"--nodes", "0"}},
+		{"--nodes 65", []string{"--nodes", "65"}},
+		{"--rate -1", []string{"--node", url, "--genesis", c.genesis, "--rate", "-1"}},
+		{"--duration 10ms", []string{"--node", url, "--genesis", c.genesis, "--duration", "10ms"}},
+		{"--clients 0", []string{"--node", url, "--genesis", c.genesis, "--clients", "0"}},
+		{"--payload 1", []string{"--node", url, "--genesis", c.genesis, "--payload", "1"}},
+		{"unexpected argument", []string{"extra"}},
+		{"admits only listed clients", []string{"--node", url, "--genesis", allowlist}},
+		{"does not admit client key", []string{"--node", url, "--genesis", allowlist, "--key", stranger}},
+	} {
+		_, stderr, code := benchOrdo(t, append([]string{"bench"}, tc.args...)...)
+		lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
+		if code != 1 || !strings.HasPrefix(lines[len(lines)-1], "ordo: ") || !strings.Contains(lines[len(lines)-1], tc.want) {
+			t.Errorf("bench %q: exit %d, stderr %q; want one line with %q", tc.args, code, stderr, tc.want)
+		}
+	}
+}
