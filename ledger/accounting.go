@@ -21,9 +21,9 @@ func failed(code, format string, args ...any) outcome {
 
 func succeeded(code string) bool { return code == CodeOK || code == CodeExists }
 
-// ledger executes ledger operations: the command's Ops, or its one operation
+// runLedger executes ledger operations: the command's Ops, or its one operation
 // (single), whose outcome is then the Result's Code and Message alone.
-func (m *Machine) ledger(tx *eventlog.Tx, lb *ledgerBatch, req *Request, ops []LedgerOp, single bool) (Result, error) {
+func (m *Machine) runLedger(tx *eventlog.Tx, lb *ledgerBatch, req *Request, ops []LedgerOp, single bool) (Result, error) {
 	res := Result{RequestHash: req.Hash, StreamVersion: -1, EntrySeq: tx.Seq()}
 	if len(ops) > m.cfg.OpsPerCommandMax {
 		res.Code = CodeBadCommand

@@ -212,10 +212,10 @@ func (m *Machine) execute(tx *eventlog.Tx, lb *ledgerBatch, req *Request) (Resul
 	case cmd.Append != nil:
 		return m.append(tx, req, cmd.Append)
 	case len(cmd.Ops) > 0:
-		return m.ledger(tx, lb, req, cmd.Ops, false)
+		return m.runLedger(tx, lb, req, cmd.Ops, false)
 	default:
 		op := LedgerOp{CreateAccount: cmd.CreateAccount, Transfer: cmd.Transfer, PostPending: cmd.PostPending, VoidPending: cmd.VoidPending}
-		return m.ledger(tx, lb, req, []LedgerOp{op}, true)
+		return m.runLedger(tx, lb, req, []LedgerOp{op}, true)
 	}
 }
 
