@@ -46,6 +46,7 @@ func (r *Replica) recordCheckpoint(from uint32, seq uint64, digest crypto.Digest
 		r.dropped++
 		return
 	}
+	r.ckptSeqMax[from] = max(r.ckptSeqMax[from], seq)
 	switch {
 	case seq <= r.stable:
 		if from != r.cfg.Self && (seq < r.stable || !r.inStableProof(from)) {
@@ -132,6 +133,11 @@ func (r *Replica) adoptStable(seq uint64, digest crypto.Digest, proof []Envelope
 	for s := range r.prepared {
 		if s <= seq {
 			delete(r.prepared, s)
+		}
+	}
+	for s := range r.batches {
+		if s <= seq {
+			delete(r.batches, s)
 		}
 	}
 	for s := range r.ckpts {

@@ -33,8 +33,17 @@ const (
 	// requests are delivered, so a primary cannot censor one request by
 	// keeping the rest moving.
 	CensorshipTimeoutFactor = 4
+	// HeartbeatIntervals: an active replica re-sends its latest COMMIT or
+	// CHECKPOINT every this many retransmit intervals, so that one left
+	// behind while the rest went idle notices.
+	HeartbeatIntervals = 4
 	// EvidenceMax is how many pieces of evidence Status keeps (the latest).
 	EvidenceMax = 64
+	// StoredBatchesPerSeqMax bounds the batches a replica keeps for one seq
+	// across views (the latest accepted ones): a seq gets a new digest only
+	// in a view whose primary proposes one, so few are ever needed; a replica
+	// missing a re-issued batch gets the entry by state transfer.
+	StoredBatchesPerSeqMax = 4
 
 	// envelopeOverheadBytesMax is the room a PRE-PREPARE envelope needs besides
 	// its requests: kind, body, signature and CBOR headers.

@@ -10,6 +10,13 @@ import (
 // queue is never compacted: compacting a short queue costs more than it frees.
 const pendingCompactMin = 64
 
+// recentDeliveredMax is how many delivered request IDs a replica remembers, to
+// ignore copies of them that arrive late (a forward delayed past delivery, a
+// client's retry). It is a bound, not a guarantee: older duplicates, and any
+// after a restart, may be proposed again, and the state machine executes a
+// client's request once.
+const recentDeliveredMax = 1 << 14
+
 // pendingReq is one client request waiting to be delivered.
 type pendingReq struct {
 	hash     crypto.Digest
@@ -33,10 +40,36 @@ type pendingQueue struct {
 	// ready: entries neither batched nor removed, which a primary may propose.
 	readyCount int
 	readyBytes int
+	// recent is a ring of the latest recentDeliveredMax delivered request
+	// IDs; recentSet indexes it.
+	recent     []crypto.Digest
+	recentNext int
+	recentSet  map[crypto.Digest]struct{}
 }
 
 func newPendingQueue() pendingQueue {
-	return pendingQueue{byHash: make(map[crypto.Digest]*pendingReq)}
+	return pendingQueue{byHash: make(map[crypto.Digest]*pendingReq), recentSet: make(map[crypto.Digest]struct{})}
+}
+
+// recentlyDelivered reports whether h is among the latest delivered requests.
+func (q *pendingQueue) recentlyDelivered(h crypto.Digest) bool {
+	_, ok := q.recentSet[h]
+	return ok
+}
+
+// remember adds a delivered request ID to the ring, evicting the oldest.
+func (q *pendingQueue) remember(h crypto.Digest) {
+	if _, ok := q.recentSet[h]; ok {
+		return
+	}
+	if len(q.recent) < recentDeliveredMax {
+		q.recent = append(q.recent, h)
+	} else {
+		delete(q.recentSet, q.recent[q.recentNext])
+		q.recent[q.recentNext] = h
+		q.recentNext = (q.recentNext + 1) % recentDeliveredMax
+	}
+	q.recentSet[h] = struct{}{}
 }
 
 func (q *pendingQueue) len() int { return len(q.byHash) }
@@ -92,9 +125,10 @@ func (q *pendingQueue) oldestAt() (time.Time, bool) {
 	return q.queue[q.first].queuedAt, true
 }
 
-// remove drops delivered requests.
+// remove drops delivered requests and remembers them.
 func (q *pendingQueue) remove(hashes []crypto.Digest) {
 	for _, h := range hashes {
+		q.remember(h)
 		p, ok := q.byHash[h]
 		if !ok {
 			continue

@@ -143,6 +143,9 @@ type Replica struct {
 	// prepared is the P set: per seq above h, the certificate of the highest
 	// view this replica prepared it in, with the batch when known.
 	prepared map[uint64]*preparedCert
+	// batches keeps, per seq above h, the batches of the PRE-PREPAREs this
+	// replica accepted (StoredBatchesPerSeqMax at most, the latest views).
+	batches map[uint64][]storedBatch
 
 	// View change.
 	ownViewChange *Envelope
@@ -179,10 +182,15 @@ type Replica struct {
 	fetchAt      time.Time
 	fetched      bool
 
-	// Per replica: the highest seq it sent a COMMIT for, and the highest seq
-	// of any message it sent. They detect that this replica fell behind.
+	// Per replica: the highest seq it sent a COMMIT or a CHECKPOINT for, and
+	// the highest seq of any message it sent. They detect that this replica
+	// fell behind.
 	commitSeqMax []uint64
+	ckptSeqMax   []uint64
 	seqSeenMax   []uint64
+	// heartbeatAt is when this replica last re-sent its latest COMMIT or
+	// CHECKPOINT unasked.
+	heartbeatAt time.Time
 
 	committedMax  uint64
 	equivocations uint64
@@ -219,6 +227,7 @@ func New(cfg Config, st State) (*Replica, error) {
 		ownCkpts:       make(map[uint64]*Envelope),
 		slots:          make(map[slotKey]*slot),
 		prepared:       make(map[uint64]*preparedCert),
+		batches:        make(map[uint64][]storedBatch),
 		viewChanges:    make([]*viewChangeInfo, n),
 		viewSeen:       make([]uint64, n),
 		nvAnsweredAt:   make([]time.Time, n),
@@ -227,6 +236,7 @@ func New(cfg Config, st State) (*Replica, error) {
 		proposedSeq:    st.Delivered,
 		proposedTS:     st.LastTimestamp,
 		commitSeqMax:   make([]uint64, n),
+		ckptSeqMax:     make([]uint64, n),
 		seqSeenMax:     make([]uint64, n),
 		committedMax:   st.Delivered,
 	}
@@ -291,14 +301,15 @@ func (r *Replica) keep(env *Envelope) {
 }
 
 // Submit queues a client request (raw: an encoded SignedRequest the node has
-// verified). A request already pending is ignored. At an idle primary it is
-// proposed at once. The replica keeps raw: the caller must not modify it.
+// verified). A request already pending, or among the recently delivered, is
+// ignored. At an idle primary it is proposed at once. The replica keeps raw:
+// the caller must not modify it.
 func (r *Replica) Submit(raw []byte) ([]Action, error) {
 	if len(raw) > r.cfg.BatchBytesMax {
 		return nil, fmt.Errorf("submit request of %d bytes (batch_bytes_max %d): %w", len(raw), r.cfg.BatchBytesMax, ErrRequestTooLarge)
 	}
 	h := requestID(raw)
-	if r.pending.has(h) {
+	if r.pending.has(h) || r.pending.recentlyDelivered(h) {
 		return nil, nil
 	}
 	if r.pending.len() >= r.cfg.PendingRequestsMax {
@@ -406,6 +417,7 @@ func (r *Replica) stepPrePrepare(pp *PrePrepare, env *Envelope) {
 	}
 	sl.prePrepare = env
 	sl.setBatch(env.Batch, pp.Timestamp, hashes)
+	r.storeBatch(sl)
 	if c := r.prepared[pp.Seq]; c != nil && c.view == pp.View && c.digest == pp.Digest && !c.hasBatch {
 		c.setBatch(env.Batch, hashes)
 	}
@@ -658,6 +670,7 @@ func (r *Replica) maybePropose() {
 		sl.ownPrePrepare = r.sign(KindPrePrepare, &PrePrepare{View: r.view, Seq: seq, Digest: d, Timestamp: ts, Replica: r.cfg.Self}, batch)
 		sl.prePrepare = sl.ownPrePrepare
 		sl.setBatch(batch, ts, hashes)
+		r.storeBatch(sl)
 		sl.progressAt = r.now
 		r.proposedSeq = seq
 		r.proposedTS = ts
@@ -675,6 +688,7 @@ func (r *Replica) Tick(now time.Time) []Action {
 		r.activeAt = now
 		r.viewChangeAt = now
 		r.ckptResentAt = now
+		r.heartbeatAt = now
 	} else if now.After(r.now) {
 		r.now = now
 	}
@@ -693,12 +707,31 @@ func (r *Replica) Tick(now time.Time) []Action {
 		}
 	}
 	r.retransmitCheckpoint()
-	behind := r.now.Sub(r.deliveredAt) >= r.cfg.RetransmitInterval && r.countAbove(r.commitSeqMax, r.delivered) > r.f
+	r.heartbeat()
+	behind := r.now.Sub(r.deliveredAt) >= r.cfg.RetransmitInterval &&
+		(r.countAbove(r.commitSeqMax, r.delivered) > r.f || r.countAbove(r.ckptSeqMax, r.delivered) > r.f)
 	if r.fetchOnStart || behind || r.delivered < r.stable {
 		r.fetchOnStart = false
 		r.fetch()
 	}
 	return r.flush()
+}
+
+// heartbeat re-broadcasts, every HeartbeatIntervals retransmit intervals,
+// this replica's COMMIT for the last seq it delivered (or its CHECKPOINT for
+// h when that slot is gone). A replica that missed the end of the traffic
+// learns from f+1 of them that it is behind, or in an older view, even when
+// nothing else is sent any more.
+func (r *Replica) heartbeat() {
+	if !r.active || r.now.Sub(r.heartbeatAt) < HeartbeatIntervals*r.cfg.RetransmitInterval {
+		return
+	}
+	r.heartbeatAt = r.now
+	if sl := r.slots[slotKey{view: r.view, seq: r.delivered}]; sl != nil && sl.ownCommit != nil {
+		r.out = append(r.out, Broadcast{Env: sl.ownCommit})
+	} else if env := r.ownCkpts[r.stable]; env != nil && r.delivered <= r.stable {
+		r.out = append(r.out, Broadcast{Env: env})
+	}
 }
 
 // retransmit re-broadcasts this replica's own envelopes for every slot that
@@ -768,6 +801,36 @@ func (r *Replica) Status() Status {
 		Evidence:         r.evidenceList(),
 		Dropped:          r.dropped,
 	}
+}
+
+// storeBatch keeps a slot's batch past its view.
+func (r *Replica) storeBatch(sl *slot) {
+	if !sl.hasBatch || len(sl.batch) == 0 {
+		return
+	}
+	kept := r.batches[sl.seq]
+	for _, b := range kept {
+		if b.digest == sl.digest {
+			return
+		}
+	}
+	if len(kept) == StoredBatchesPerSeqMax {
+		kept = append(kept[:0], kept[1:]...)
+	}
+	r.batches[sl.seq] = append(kept, storedBatch{digest: sl.digest, batch: sl.batch, reqHashes: sl.reqHashes})
+}
+
+// storedBatchFor returns a kept batch for (seq, digest).
+func (r *Replica) storedBatchFor(seq uint64, digest crypto.Digest) (storedBatch, bool) {
+	if c := r.prepared[seq]; c != nil && c.digest == digest && c.hasBatch {
+		return storedBatch{digest: digest, batch: c.batch, reqHashes: c.reqHashes}, true
+	}
+	for _, b := range r.batches[seq] {
+		if b.digest == digest {
+			return b, true
+		}
+	}
+	return storedBatch{}, false
 }
 
 // conflict records two different messages one replica signed for one

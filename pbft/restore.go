@@ -26,17 +26,20 @@ func (r *Replica) restore(st State) error {
 	if err != nil {
 		return err
 	}
-	// The P set's batches, from the PRE-PREPAREs kept with them.
+	// The batches of the PRE-PREPAREs kept with them, of any view.
 	for i, m := range msgs {
 		pp, env := m.PrePrepare, &st.Log[i]
-		if pp == nil || len(env.Batch) == 0 {
+		if pp == nil || len(env.Batch) == 0 || pp.Seq <= r.stable {
 			continue
 		}
-		if c := r.prepared[pp.Seq]; c != nil && !c.hasBatch && c.view == pp.View && c.digest == pp.Digest {
-			hashes, err := restoredBatch(pp, env)
-			if err != nil {
-				return fmt.Errorf("log entry %d: %w", i, err)
-			}
+		hashes, err := restoredBatch(pp, env)
+		if err != nil {
+			return fmt.Errorf("log entry %d: %w", i, err)
+		}
+		sl := &slot{view: pp.View, seq: pp.Seq, digest: pp.Digest}
+		sl.setBatch(env.Batch, pp.Timestamp, hashes)
+		r.storeBatch(sl)
+		if c := r.prepared[pp.Seq]; c != nil && !c.hasBatch && c.digest == pp.Digest {
 			c.setBatch(env.Batch, hashes)
 		}
 	}
@@ -232,8 +235,8 @@ func (r *Replica) restoreNewView(env *Envelope) error {
 		sl.timestamp = pp.Timestamp
 		if pp.Digest == nullDigest {
 			sl.setBatch([][]byte{}, nullTimestamp, nil)
-		} else if c := r.prepared[pp.Seq]; c != nil && c.digest == pp.Digest && c.hasBatch {
-			sl.setBatch(c.batch, pp.Timestamp, c.reqHashes)
+		} else if b, ok := r.storedBatchFor(pp.Seq, pp.Digest); ok {
+			sl.setBatch(b.batch, pp.Timestamp, b.reqHashes)
 		}
 		if pp.Replica == r.cfg.Self {
 			sl.ownPrePrepare = e

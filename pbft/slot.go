@@ -119,3 +119,13 @@ func (c *preparedCert) wire() PreparedCert {
 func withoutBatch(e *Envelope) Envelope {
 	return Envelope{Kind: e.Kind, Body: e.Body, Sig: e.Sig}
 }
+
+// storedBatch is a batch this replica accepted for (view, seq), kept past the
+// view: any digest a backup PREPAREd may be re-issued by a later NEW-VIEW
+// (its PREPARE can be part of a certificate although this replica never
+// prepared), and the replicas that PREPAREd it are the ones holding its batch.
+type storedBatch struct {
+	digest    crypto.Digest
+	batch     [][]byte
+	reqHashes []crypto.Digest
+}

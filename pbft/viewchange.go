@@ -176,6 +176,10 @@ func (r *Replica) stepViewChange(vc *ViewChange, env *Envelope) {
 		r.dropped++
 		return
 	}
+	if vc.StableSeq < r.stable {
+		// Its window is behind: help it to a proof of h.
+		r.answerBelowStable(from)
+	}
 	if old := r.viewChanges[from]; old != nil && vc.View <= old.vc.View {
 		if vc.View == old.vc.View && !sameEnvelope(old.env, env) {
 			if _, _, err := r.verifyViewChange(vc); err == nil {
@@ -500,8 +504,8 @@ func (r *Replica) enterView(env *Envelope, nv *NewView, re reissue) {
 		sl.timestamp = e.timestamp
 		if e.digest == nullDigest {
 			sl.setBatch([][]byte{}, nullTimestamp, nil)
-		} else if c := r.prepared[e.seq]; c != nil && c.digest == e.digest && c.hasBatch {
-			sl.setBatch(c.batch, e.timestamp, c.reqHashes)
+		} else if b, ok := r.storedBatchFor(e.seq, e.digest); ok {
+			sl.setBatch(b.batch, e.timestamp, b.reqHashes)
 		}
 		if primary {
 			sl.ownPrePrepare = pp
