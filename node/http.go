@@ -75,6 +75,14 @@ type ResultJSON struct {
 	StreamVersion int64    `json:"stream_version"`
 	EntrySeq      uint64   `json:"entry_seq"`
 	RequestHash   string   `json:"request_hash"`
+	Ops           []OpJSON `json:"ops,omitempty"`
+}
+
+// OpJSON is one ledger operation's outcome in a command that carried a list.
+type OpJSON struct {
+	Code     string `json:"code"`
+	Message  string `json:"message,omitempty"`
+	Position uint64 `json:"position,omitempty"`
 }
 
 func resultJSON(r *ledger.Result) ResultJSON {
@@ -82,7 +90,11 @@ func resultJSON(r *ledger.Result) ResultJSON {
 	if pos == nil {
 		pos = []uint64{}
 	}
-	return ResultJSON{Code: r.Code, Message: r.Message, Positions: pos, StreamVersion: r.StreamVersion, EntrySeq: r.EntrySeq, RequestHash: r.RequestHash.String()}
+	out := ResultJSON{Code: r.Code, Message: r.Message, Positions: pos, StreamVersion: r.StreamVersion, EntrySeq: r.EntrySeq, RequestHash: r.RequestHash.String()}
+	for _, op := range r.Ops {
+		out.Ops = append(out.Ops, OpJSON{Code: op.Code, Message: op.Message, Position: op.Position})
+	}
+	return out
 }
 
 type bundleJSON struct {

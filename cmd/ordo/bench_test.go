@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,32 +11,12 @@ import (
 	"github.com/ordoledger/ordo/bench"
 )
 
-// benchOrdo runs the CLI in-process like ordo does, with the bench command
-// added when commands() does not list it yet.
-func benchOrdo(t *testing.T, args ...string) (string, string, int) {
-	t.Helper()
-	var out, errb syncBuffer
-	app := newApp(&out, &errb)
-	if app.Command("bench") == nil {
-		cmd := benchCommand()
-		setUsageErrors(cmd)
-		cmd.HideHelp = true
-		cmd.Flags = append(cmd.Flags, helpFlag())
-		app.Commands = append(app.Commands, cmd)
-	}
-	if err := app.RunContext(context.Background(), append([]string{"ordo"}, args...)); err != nil {
-		fmt.Fprintf(&errb, "ordo: %s\n", oneLine(err))
-		return out.String(), errb.String(), 1
-	}
-	return out.String(), errb.String(), 0
-}
-
 // A short run against a (fake) running network: stdout is exactly the
 // summary, one JSON line with the contract's keys; --out holds the report.
 func TestBenchCommandAgainstRunningNetwork(t *testing.T) {
 	c := newCluster(t)
 	out := filepath.Join(t.TempDir(), "report")
-	stdout, stderr, code := benchOrdo(t, "bench", "--node", c.node.srv.URL, "--genesis", c.genesis,
+	stdout, stderr, code := ordo(t, "bench", "--node", c.node.srv.URL, "--genesis", c.genesis,
 		"--duration", "1s", "--warmup", "0s", "--clients", "2", "--payload", "64", "--out", out)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -116,7 +94,7 @@ func TestBenchCommandRefusesBadFlags(t *testing.T) {
 		{"admits only listed clients", []string{"--node", url, "--genesis", allowlist}},
 		{"does not admit client key", []string{"--node", url, "--genesis", allowlist, "--key", stranger}},
 	} {
-		_, stderr, code := benchOrdo(t, append([]string{"bench"}, tc.args...)...)
+		_, stderr, code := ordo(t, append([]string{"bench"}, tc.args...)...)
 		lines := strings.Split(strings.TrimRight(stderr, "\n"), "\n")
 		if code != 1 || !strings.HasPrefix(lines[len(lines)-1], "ordo: ") || !strings.Contains(lines[len(lines)-1], tc.want) {
 			t.Errorf("bench %q: exit %d, stderr %q; want one line with %q", tc.args, code, stderr, tc.want)

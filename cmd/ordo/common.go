@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -157,13 +159,25 @@ func warnLogger(c *cli.Context) *slog.Logger {
 	return slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
+// attemptTimeout is the bound on one attempt against one node: --timeout, or
+// --request-timeout on the commands where --timeout means something else
+// (`ordo transfer --pending --timeout D`).
+func attemptTimeout(c *cli.Context) time.Duration {
+	for _, f := range c.Command.Flags {
+		if slices.Contains(f.Names(), "request-timeout") {
+			return c.Duration("request-timeout")
+		}
+	}
+	return c.Duration("timeout")
+}
+
 // readClient builds a client for reads: it needs nodes, no key and no genesis.
 func readClient(c *cli.Context) (*client.Client, error) {
 	urls, err := nodeURLs(c)
 	if err != nil {
 		return nil, err
 	}
-	return client.New(client.Config{Nodes: urls, Timeout: c.Duration("timeout"), Logger: warnLogger(c)})
+	return client.New(client.Config{Nodes: urls, Timeout: attemptTimeout(c), Logger: warnLogger(c)})
 }
 
 // writeClient builds a client that signs with --key and verifies replies
@@ -190,7 +204,7 @@ func writeClient(c *cli.Context) (*client.Client, error) {
 		Key:             key,
 		Chain:           g.Hash(),
 		Validators:      g.Keys(),
-		Timeout:         c.Duration("timeout"),
+		Timeout:         attemptTimeout(c),
 		RequestBytesMax: g.Params.RequestBytesMax,
 		Logger:          warnLogger(c),
 	})

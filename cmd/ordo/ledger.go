@@ -167,7 +167,7 @@ func createTransfer(c *cli.Context) error {
 		}
 		t.TimeoutMs = uint64(d / time.Millisecond)
 	}
-	cl, err := ledgerClient(c)
+	cl, err := writeClient(c)
 	if err != nil {
 		return err
 	}
@@ -196,7 +196,7 @@ func settleTransfer(c *cli.Context) error {
 	} else {
 		cmd.VoidPending = &ledger.VoidPendingCommand{ID: id, PendingID: pendingID}
 	}
-	cl, err := ledgerClient(c)
+	cl, err := writeClient(c)
 	if err != nil {
 		return err
 	}
@@ -217,35 +217,6 @@ func uintFlag(c *cli.Context, name string, mandatory bool) (uint64, error) {
 		return 0, fmt.Errorf("--%s %s: want an integer from 0 to %d", name, quoteShort(s), uint64(math.MaxUint64))
 	}
 	return v, nil
-}
-
-// ledgerClient is writeClient with the attempt bound of --request-timeout.
-func ledgerClient(c *cli.Context) (*client.Client, error) {
-	keyPath, err := required(c, "key")
-	if err != nil {
-		return nil, err
-	}
-	key, err := crypto.ReadKeyFile(keyPath)
-	if err != nil {
-		return nil, err
-	}
-	g, err := clientGenesis(c, keyPath)
-	if err != nil {
-		return nil, err
-	}
-	urls, err := nodeURLs(c)
-	if err != nil {
-		return nil, err
-	}
-	return client.New(client.Config{
-		Nodes:           urls,
-		Key:             key,
-		Chain:           g.Hash(),
-		Validators:      g.Keys(),
-		Timeout:         c.Duration("request-timeout"),
-		RequestBytesMax: g.Params.RequestBytesMax,
-		Logger:          warnLogger(c),
-	})
 }
 
 // submitLedger submits one ledger operation and prints its outcome; a

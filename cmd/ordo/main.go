@@ -25,10 +25,13 @@ func commands() []*cli.Command {
 		nodeCommand(),
 		statusCommand(),
 		appendCommand(),
+		accountCommand(),
+		transferCommand(),
 		readCommand(),
 		queryCommand(),
 		projectionsCommand(),
 		verifyCommand(),
+		benchCommand(),
 	}
 }
 
