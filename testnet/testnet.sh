@@ -417,7 +417,7 @@ cmd_down() {
 # ---- demo ----------------------------------------------------------------------
 
 # Each demo step is a function; later features add theirs to DEMO_STEPS.
-DEMO_STEPS=(demo_events demo_idempotent demo_wrong_version demo_reads demo_status demo_next)
+DEMO_STEPS=(demo_events demo_idempotent demo_wrong_version demo_reads demo_ledger demo_projections demo_status demo_next)
 
 say() { printf '\n== %s\n' "$*"; }
 
@@ -495,6 +495,45 @@ demo_reads() {
   ordo_shown read --node "$(api_of 0)" --stream demo-users --limit 5
   say "reading the whole log, \$all (first 5 events)"
   ordo_shown read --node "$(api_of $((NODES - 1)))" --all --limit 5
+}
+
+# ledger_shown shows and runs a ledger command through node $1 (the rest are
+# its arguments, without --node and --key); it prints the JSON result and
+# keeps it in LAST_RESULT. A refused operation is not fatal here: the demo
+# shows refusals on purpose.
+ledger_shown() {
+  local node="$1"
+  shift
+  show "$@" --node "$(api_of "$node")" --key "$DIR/client.key"
+  LAST_RESULT="$("$ORDO" "$@" --node "$(api_of "$node")" --key "$DIR/client.key" 2>&1)" || true
+  printf '%s\n' "$LAST_RESULT" | sed 's/^/   /'
+}
+
+demo_ledger() {
+  say "double-entry accounting: accounts, a transfer, its retry, a refusal, a pending transfer"
+  echo "   (re-running the demo answers \"exists\": every id is applied at most once)"
+  ledger_shown 0 account create --id bank --code 978
+  ledger_shown $((1 % NODES)) account create --id alice --code 978 --flags debits_must_not_exceed_credits
+  ledger_shown $((2 % NODES)) account create --id bob --code 978 --flags debits_must_not_exceed_credits
+  ledger_shown 0 transfer --id t1 --from bank --to alice --amount 100 --code 978
+  echo "   the same transfer again (a client retry): nothing moves twice"
+  ledger_shown $((1 % NODES)) transfer --id t1 --from bank --to alice --amount 100 --code 978
+  echo "   alice may not spend more than she holds (her account has debits_must_not_exceed_credits):"
+  ledger_shown $((2 % NODES)) transfer --id t2 --from alice --to bob --amount 250 --code 978
+  ledger_shown 0 transfer --id hold-1 --from alice --to bob --amount 60 --code 978 --pending --timeout 10m
+  ledger_shown $((3 % NODES)) transfer post --id settle-1 --pending-id hold-1 --amount 45
+  local pos
+  pos="$(json_num "$LAST_RESULT" position)"
+  [[ $pos =~ ^[0-9]+$ && $pos -gt 0 ]] || pos=1
+  say "balances, read from another node once its projection has applied position $pos (read-your-writes)"
+  ordo_shown query --node "$(api_of $((NODES - 1)))" balances alice --min-position "$pos"
+  ordo_shown query --node "$(api_of $((NODES - 1)))" balances bob --min-position "$pos"
+}
+
+demo_projections() {
+  say "projections: read models the nodes keep up to date from the log"
+  ordo_shown query --node "$(api_of 0)" streams demo-orders
+  ordo_shown query --node "$(api_of 0)" event-types --limit 4
 }
 
 demo_status() {
