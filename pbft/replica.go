@@ -778,15 +778,21 @@ func (r *Replica) CaughtUp(delivered uint64, lastTimestamp int64) []Action {
 	return r.flush()
 }
 
-// Status returns a snapshot of the replica.
-func (r *Replica) Status() Status {
-	inFlight := 0
+// inFlight counts the seqs of this view with an accepted digest, not yet
+// delivered.
+func (r *Replica) inFlight() int {
+	c := 0
 	last := min(r.slotSeqMax, r.stable+r.cfg.WindowSeqs)
 	for seq := max(r.delivered, r.stable) + 1; seq <= last; seq++ {
 		if sl := r.slots[slotKey{view: r.view, seq: seq}]; sl != nil && sl.accepted {
-			inFlight++
+			c++
 		}
 	}
+	return c
+}
+
+// Status returns a snapshot of the replica.
+func (r *Replica) Status() Status {
 	return Status{
 		View:             r.view,
 		Primary:          r.primary(r.view),
@@ -796,7 +802,7 @@ func (r *Replica) Status() Status {
 		Committed:        max(r.committedMax, r.delivered),
 		StableCheckpoint: r.stable,
 		Pending:          r.pending.len(),
-		InFlight:         inFlight,
+		InFlight:         r.inFlight(),
 		Equivocations:    r.equivocations,
 		Evidence:         r.evidenceList(),
 		Dropped:          r.dropped,

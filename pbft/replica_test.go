@@ -808,6 +808,11 @@ func TestConfigValidate(t *testing.T) {
 		"zero retransmit":        func(c *Config) { c.RetransmitInterval = 0 },
 		"duplicate validator":    func(c *Config) { c.Validators = []crypto.PublicKey{s.pubs[0], s.pubs[0]} },
 		"too many batch entries": func(c *Config) { c.BatchRequestsMax = 1 << 20 },
+		"no verifier":            func(c *Config) { c.Verifier = nil },
+		"zero checkpoint":        func(c *Config) { c.CheckpointInterval = 0 },
+		"checkpoint over L/2":    func(c *Config) { c.CheckpointInterval = c.WindowSeqs/2 + 1 },
+		"zero view timeout":      func(c *Config) { c.ViewChangeTimeout = 0 },
+		"huge view timeout":      func(c *Config) { c.ViewChangeTimeout = ViewChangeTimeoutMaxLimit + 1 },
 	}
 	for name, mutate := range cases {
 		c := good

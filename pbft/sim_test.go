@@ -534,7 +534,7 @@ func (s *sim) applyTo(node *simNode, acts []Action) {
 		}
 	}
 	if node.up && node.incarnation == inc {
-		node.maxInFlight = max(node.maxInFlight, node.r.Status().InFlight)
+		node.maxInFlight = max(node.maxInFlight, node.r.inFlight())
 	}
 }
 
@@ -603,13 +603,13 @@ func sigKeyOf(m Message) (sigKey, crypto.Digest) {
 	return sigKey{}, crypto.Digest{}
 }
 
-// prune drops what Prunable releases, as the node does, whenever the
-// applied seq, the stable checkpoint or the view moved (pruning later than
-// allowed is always safe).
+// prune drops what Prunable releases, as the node does, whenever the stable
+// checkpoint or the view moved, or the applied seq moved by a window (pruning
+// later than allowed is always safe).
 func (s *sim) prune(node *simNode) {
 	stable, _, _ := node.r.StableCheckpoint()
 	now := [3]uint64{node.delivered, stable, node.st.View}
-	if now[1] == node.prunedAt[1] && now[2] == node.prunedAt[2] && now[0] < node.prunedAt[0]+8 {
+	if now[1] == node.prunedAt[1] && now[2] == node.prunedAt[2] && now[0] < node.prunedAt[0]+s.cfgs[node.id].WindowSeqs {
 		return
 	}
 	node.prunedAt = now
