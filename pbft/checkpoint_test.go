@@ -229,7 +229,9 @@ func TestPrunable(t *testing.T) {
 	ck := func(seq uint64) *Envelope {
 		return s.sealAs(1, KindCheckpoint, &Checkpoint{Seq: seq, StateDigest: d, Replica: 1}, nil)
 	}
-	vc := func(view uint64) *Envelope { return s.sealAs(1, KindViewChange, &ViewChange{View: view, Replica: 1}, nil) }
+	vc := func(view uint64) *Envelope {
+		return s.sealAs(1, KindViewChange, &ViewChange{View: view, Replica: 1}, nil)
+	}
 	nv := func(view uint64) *Envelope {
 		return s.sealAs(uint32(view%4), KindNewView, &NewView{View: view, Replica: uint32(view % 4)}, nil)
 	}
