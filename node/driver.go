@@ -75,7 +75,7 @@ func (n *Node) restoreState() (pbft.State, error) {
 		st.LastTimestamp = e.Timestamp
 		n.lastTimestamp = e.Timestamp
 	}
-	v, ok, err := n.store.GetMeta(metaView)
+	v, ok, err := n.proto.GetMeta(metaView)
 	if err != nil {
 		return st, fmt.Errorf("node: restore view: %w", err)
 	}
@@ -86,7 +86,7 @@ func (n *Node) restoreState() (pbft.State, error) {
 		st.View = binary.BigEndian.Uint64(v)
 	}
 	n.persisted = map[string]*pbft.Envelope{}
-	err = n.store.ScanMeta(metaEnvPrefix, func(key string, val []byte) error {
+	err = n.proto.ScanMeta(metaEnvPrefix, func(key string, val []byte) error {
 		counter, err := parseEnvKey(key)
 		if err != nil {
 			return err
@@ -200,7 +200,7 @@ func (n *Node) carry(acts []pbft.Action) bool {
 	}
 	del := n.prunable(view)
 	if len(set) > 0 || len(del) > 0 {
-		if err := n.store.PutMeta(set, del, len(set) > 0); err != nil {
+		if err := n.proto.PutMeta(set, del, len(set) > 0); err != nil {
 			n.log.Error("persisting protocol state failed; this replica stops voting", "err", err)
 			n.metrics.halted.Set(1)
 			return false

@@ -33,7 +33,8 @@ const (
 	executeGroupMax       = 64
 	verifiedCacheLen      = 1 << 17
 	driverDrainMax        = 512
-	verifyDrainMax        = 256
+	verifyQueueMax        = 4096 // frames the verifier holds off the transport
+	verifyBatchMax        = 32   // signatures per batch verification: past this the per-signature gain is small and the wait grows
 	replyTimeout          = 10 * time.Second
 	shutdownTimeout       = 5 * time.Second
 	httpReadHeaderTimeout = 5 * time.Second
@@ -77,7 +78,8 @@ type Node struct {
 	self    uint32
 	signer  *crypto.Signer
 
-	store   *eventlog.Log
+	store   *eventlog.Log // the committed log; written by the executor alone
+	proto   *eventlog.Log // protocol state (votes, view) in its own badger: a vote never waits behind a batch's write
 	machine *ledger.Machine
 	views   *cqrs.Engine
 	host    *p2p.Host
@@ -173,6 +175,15 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: open event log: %w", err)
 	}
+	protoDir := ""
+	if !cfg.InMemory {
+		protoDir = filepath.Join(cfg.DataDir, "protocol")
+	}
+	n.proto, err = eventlog.Open(eventlog.Options{Dir: protoDir, InMemory: cfg.InMemory, Genesis: n.chain, Logger: n.log})
+	if err != nil {
+		n.store.Close()
+		return nil, fmt.Errorf("node: open protocol state: %w", err)
+	}
 	n.machine, err = ledger.NewMachine(ledger.Config{})
 	if err != nil {
 		n.store.Close()
@@ -184,6 +195,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.views, err = cqrs.Open(cqrs.Options{Dir: projDir, InMemory: cfg.InMemory, Log: n.store, Logger: n.log, Specs: cfg.ProjectionSpecs})
 	if err != nil {
+		n.proto.Close()
 		n.store.Close()
 		return nil, fmt.Errorf("node: projections: %w", err)
 	}
@@ -304,11 +316,15 @@ func (n *Node) Close() error {
 	return err
 }
 
-// closeStorage closes the projections, then the log they read.
+// closeStorage closes the projections, then the log they read, then the
+// protocol state.
 func (n *Node) closeStorage() error {
 	err := n.views.Close()
 	if lerr := n.store.Close(); err == nil {
 		err = lerr
+	}
+	if perr := n.proto.Close(); err == nil {
+		err = perr
 	}
 	return err
 }

@@ -57,28 +57,54 @@ type inboundItem struct {
 }
 
 // runVerifier decodes and batch-verifies inbound frames, then routes them.
+// Protocol messages go first, in small batches: a PREPARE must not wait
+// behind a batch of forwarded client requests, whose signatures are most of
+// the work and none of the latency. Frames taken off the transport wait in
+// two bounded local queues.
 func (n *Node) runVerifier() {
 	defer n.wg.Done()
 	in := n.host.Inbound()
-	batch := make([]p2p.Inbound, 0, verifyDrainMax)
+	var proto, reqs []p2p.Inbound
+	take := func(f p2p.Inbound) {
+		if len(f.Frame) > 0 && f.Frame[0] == tagRequest {
+			reqs = append(reqs, f)
+		} else {
+			proto = append(proto, f)
+		}
+	}
 	for {
-		batch = batch[:0]
-		select {
-		case <-n.stop:
-			return
-		case f := <-in:
-			batch = append(batch, f)
+		if len(proto) == 0 && len(reqs) == 0 {
+			select {
+			case <-n.stop:
+				return
+			case f, ok := <-in:
+				if !ok {
+					return
+				}
+				take(f)
+			}
 		}
 	drain:
-		for len(batch) < verifyDrainMax {
+		for len(proto)+len(reqs) < verifyQueueMax {
 			select {
-			case f := <-in:
-				batch = append(batch, f)
+			case f, ok := <-in:
+				if !ok {
+					break drain
+				}
+				take(f)
 			default:
 				break drain
 			}
 		}
-		if !n.verifyAndRoute(batch) {
+		var chunk []p2p.Inbound
+		if len(proto) > 0 {
+			k := min(len(proto), verifyBatchMax)
+			chunk, proto = proto[:k], proto[k:]
+		} else {
+			k := min(len(reqs), verifyBatchMax)
+			chunk, reqs = reqs[:k], reqs[k:]
+		}
+		if !n.verifyAndRoute(chunk) {
 			return
 		}
 	}
