@@ -300,16 +300,18 @@ func readLimit(r *http.Request) (int, error) {
 	return int(l), nil
 }
 
-func (n *Node) handleEvents(w http.ResponseWriter, r *http.Request) {
+// pageFrom1 reads from (counting from 1; 0 means 1) and limit of a paged read.
+func pageFrom1(r *http.Request) (uint64, int, error) {
 	from, err := queryUint(r, "from", 1)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "malformed", err.Error())
-		return
-	}
-	if from == 0 {
-		from = 1
+		return 0, 0, err
 	}
 	limit, err := readLimit(r)
+	return max(from, 1), limit, err
+}
+
+func (n *Node) handleEvents(w http.ResponseWriter, r *http.Request) {
+	from, limit, err := pageFrom1(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "malformed", err.Error())
 		return
@@ -424,15 +426,7 @@ func (n *Node) handleEntry(w http.ResponseWriter, r *http.Request) {
 }
 
 func (n *Node) handleEntries(w http.ResponseWriter, r *http.Request) {
-	from, err := queryUint(r, "from", 1)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, "malformed", err.Error())
-		return
-	}
-	if from == 0 {
-		from = 1
-	}
-	limit, err := readLimit(r)
+	from, limit, err := pageFrom1(r)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "malformed", err.Error())
 		return
