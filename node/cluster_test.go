@@ -335,3 +335,59 @@ func TestReadYourWritesThroughProjections(t *testing.T) {
 		t.Fatalf("status projections %v, want streams ≥ %d", st.Projections, last)
 	}
 }
+
+// TestClusterLedger runs accounting commands through different nodes: every
+// node ends with the same results, the same head and the same state digest,
+// and the balances projection agrees with the transfers.
+func TestClusterLedger(t *testing.T) {
+	c := newTestCluster(t, 4)
+	ctx := context.Background()
+	owner := c.client.Public()
+	submit := func(via int, cmd ledger.Command, want string) {
+		t.Helper()
+		r, err := c.newClient(via).Submit(ctx, cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Result.Code != want {
+			t.Fatalf("%+v: result %s (%s), want %s", cmd, r.Result.Code, r.Result.Message, want)
+		}
+	}
+	submit(0, ledger.Command{CreateAccount: &ledger.CreateAccountCommand{ID: "bank", Code: 978, OwnerKey: owner}}, ledger.CodeOK)
+	submit(1, ledger.Command{CreateAccount: &ledger.CreateAccountCommand{ID: "alice", Code: 978, OwnerKey: owner, Flags: ledger.FlagDebitsMustNotExceedCredits}}, ledger.CodeOK)
+	submit(2, ledger.Command{Transfer: &ledger.TransferCommand{ID: "t1", DebitAccount: "bank", CreditAccount: "alice", Amount: 100, Code: 978}}, ledger.CodeOK)
+	submit(3, ledger.Command{Transfer: &ledger.TransferCommand{ID: "t1", DebitAccount: "bank", CreditAccount: "alice", Amount: 100, Code: 978}}, ledger.CodeExists)
+	submit(0, ledger.Command{Transfer: &ledger.TransferCommand{ID: "t2", DebitAccount: "alice", CreditAccount: "bank", Amount: 101, Code: 978}}, "exceeds_credits")
+	submit(1, ledger.Command{Transfer: &ledger.TransferCommand{ID: "t3", DebitAccount: "alice", CreditAccount: "bank", Amount: 30, Code: 978}}, ledger.CodeOK)
+
+	seq, head := c.converged(10 * time.Second)
+	var digest crypto.Digest
+	for i, nd := range c.nodes {
+		s, d, err := nd.store.StateDigest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s != seq {
+			t.Fatalf("node %d state digest at seq %d, want %d", i, s, seq)
+		}
+		if i == 0 {
+			digest = d
+		} else if d != digest {
+			t.Fatalf("node %d state digest %v differs from node 0's %v (head %v)", i, d, digest, head)
+		}
+	}
+	if _, err := c.nodes[2].views.WaitPosition(ctx, "balances", c.nodes[2].store.LastPosition(), 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	row, _, err := c.nodes[2].views.Get("balances", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bal struct {
+		DebitsPosted  uint64 `json:"debits_posted"`
+		CreditsPosted uint64 `json:"credits_posted"`
+	}
+	if err := json.Unmarshal(row, &bal); err != nil || bal.CreditsPosted != 100 || bal.DebitsPosted != 30 {
+		t.Fatalf("alice's balance row %s (%v), want 100 credited and 30 debited", row, err)
+	}
+}
