@@ -51,9 +51,12 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func newTestCluster(t testing.TB, n int) *testCluster {
+func newTestCluster(t testing.TB, n int, tweaks ...func(*Params)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, genesis: &Genesis{ChainID: "ordo-test", Params: DefaultParams(), Admission: Admission{Mode: AdmissionOpen}}}
+	for _, tweak := range tweaks {
+		tweak(&c.genesis.Params)
+	}
 	for i := 0; i < n; i++ {
 		k, err := crypto.NewKeyFromSeed(bytes.Repeat([]byte{byte(i + 1)}, crypto.SeedSize))
 		if err != nil {
@@ -389,5 +392,38 @@ func TestClusterLedger(t *testing.T) {
 	}
 	if err := json.Unmarshal(row, &bal); err != nil || bal.CreditsPosted != 100 || bal.DebitsPosted != 30 {
 		t.Fatalf("alice's balance row %s (%v), want 100 credited and 30 debited", row, err)
+	}
+}
+
+// TestClusterManyCheckpoints runs with a checkpoint every 2 batches and a
+// window of 4, so protocol state is persisted and pruned all the time (a
+// regression test: an envelope prunable the moment it was persisted once
+// made the write refuse and the replica halt).
+func TestClusterManyCheckpoints(t *testing.T) {
+	c := newTestCluster(t, 4, func(p *Params) { p.CheckpointInterval = 2; p.WindowSeqs = 4 })
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		cl := c.newClient(i % 4)
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for j := 0; j < 25; j++ {
+				if _, err := cl.Submit(context.Background(), appendCmd(fmt.Sprintf("ck-%d", i), j)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	seq, _ := c.converged(20 * time.Second)
+	for i, nd := range c.nodes {
+		st := nd.statusJSON()
+		if st.Halted != "" {
+			t.Fatalf("node %d halted: %s", i, st.Halted)
+		}
+		if st.StableCheckpoint+4 < seq {
+			t.Fatalf("node %d: stable checkpoint %d trails seq %d by more than the window", i, st.StableCheckpoint, seq)
+		}
 	}
 }

@@ -178,6 +178,10 @@ func (n *Node) noteApplied(acts []pbft.Action) []pbft.Action {
 // the round asked to persist (and of the view), then sends and deliveries in
 // order. It returns false when the node must stop voting because storage failed.
 func (n *Node) carry(acts []pbft.Action) bool {
+	// What earlier rounds persisted may be released now; this round's own
+	// envelopes are judged in a later pass, so no key is both written and
+	// deleted in one write.
+	del := n.prunable(n.persistedView)
 	set := map[string][]byte{}
 	view := n.persistedView
 	for _, a := range acts {
@@ -198,11 +202,9 @@ func (n *Node) carry(acts []pbft.Action) bool {
 		binary.BigEndian.PutUint64(b[:], view)
 		set[metaView] = b[:]
 	}
-	del := n.prunable(view)
 	if len(set) > 0 || len(del) > 0 {
 		if err := n.proto.PutMeta(set, del, len(set) > 0); err != nil {
-			n.log.Error("persisting protocol state failed; this replica stops voting", "err", err)
-			n.metrics.halted.Set(1)
+			n.halt("persisting protocol state failed; this replica stops voting", err)
 			return false
 		}
 		n.persistedView = view

@@ -2,6 +2,7 @@ package node
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 
 	"github.com/ordoledger/ordo/codec"
@@ -57,8 +58,7 @@ func (n *Node) runExecutor() {
 			continue
 		}
 		if err := n.store.Sync(); err != nil {
-			n.log.Error("syncing applied batches failed; execution stops", "err", err)
-			n.metrics.halted.Set(1)
+			n.halt("syncing applied batches failed; execution stops", err)
 			return
 		}
 		n.metrics.fsyncs.Inc()
@@ -95,8 +95,7 @@ func (n *Node) execute(it execItem) (appliedBatch, bool) {
 		return appliedBatch{}, true
 	}
 	if err != nil {
-		n.log.Error("applying a committed batch failed; execution stops", "seq", it.seq, "err", err)
-		n.metrics.halted.Set(1)
+		n.halt(fmt.Sprintf("applying committed batch %d failed; execution stops", it.seq), err)
 		return appliedBatch{}, false
 	}
 	n.lastTimestamp = logTime
@@ -104,8 +103,7 @@ func (n *Node) execute(it execItem) (appliedBatch, bool) {
 	if e.Seq%n.genesis.Params.CheckpointInterval == 0 {
 		_, state, err := n.store.StateDigest()
 		if err != nil {
-			n.log.Error("reading the state digest failed; execution stops", "seq", it.seq, "err", err)
-			n.metrics.halted.Set(1)
+			n.halt(fmt.Sprintf("reading the state digest at %d failed; execution stops", it.seq), err)
 			return appliedBatch{}, false
 		}
 		a.stateDigest = crypto.Hash(e.Hash[:], state[:])

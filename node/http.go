@@ -118,6 +118,9 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 // submitHTTP checks, forwards and submits one signed request, then waits for
 // its reply bundle. It writes the 200 answer itself and returns the outcome.
 func (n *Node) submitHTTP(w http.ResponseWriter, r *http.Request) (code string, status int, msg string) {
+	if why := n.halted.Load(); why != nil {
+		return "halted", http.StatusServiceUnavailable, "this replica has stopped voting: " + *why
+	}
 	max := n.genesis.Params.RequestBytesMax
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 		max = jsonBodyBytesMax
@@ -226,6 +229,7 @@ type StatusJSON struct {
 	LastPosition     uint64            `json:"last_position"`
 	HeadHash         string            `json:"head_hash"`
 	PendingRequests  int               `json:"pending_requests"`
+	Halted           string            `json:"halted,omitempty"`
 }
 
 func (n *Node) statusJSON() StatusJSON {
@@ -242,7 +246,7 @@ func (n *Node) statusJSON() StatusJSON {
 			FirstB64: base64.StdEncoding.EncodeToString(codec.MustMarshal(&e.First)), SecondB64: base64.StdEncoding.EncodeToString(codec.MustMarshal(&e.Second)),
 		}
 	}
-	return StatusJSON{
+	out := StatusJSON{
 		Node: n.genesis.Validators[n.self].Name, Index: n.self, PeerID: n.host.PeerID(),
 		View: st.View, Primary: st.Primary, CommittedSeq: committed, ExecutedSeq: applied,
 		StableCheckpoint: st.StableCheckpoint, Equivocations: st.Equivocations, ViewChanges: st.ViewChanges,
@@ -250,6 +254,10 @@ func (n *Node) statusJSON() StatusJSON {
 		ChainID: n.genesis.ChainID, GenesisHash: n.chain.String(), LastPosition: n.store.LastPosition(),
 		HeadHash: head.String(), PendingRequests: st.Pending,
 	}
+	if why := n.halted.Load(); why != nil {
+		out.Halted = *why
+	}
+	return out
 }
 
 // EvidenceJSON is proof that a validator signed two conflicting messages: both

@@ -106,6 +106,7 @@ type Node struct {
 	appliedNotes []appliedNote // executor → driver: batches made durable
 
 	status atomic.Pointer[pbft.Status]
+	halted atomic.Pointer[string] // why this replica stopped voting or executing; nil while healthy
 
 	httpServer *http.Server
 	apiAddr    string
@@ -292,6 +293,18 @@ func (n *Node) Start() error {
 	}
 	n.log.Info("node started", "index", n.self, "peer_id", n.host.PeerID(), "api", n.apiAddr, "executed_seq", n.status.Load().Delivered)
 	return nil
+}
+
+// halt records that storage failed under the driver or the executor: the
+// replica stops voting rather than promise what it did not persist. The node
+// keeps serving reads, says why in /v1/status, and drains inbound protocol
+// traffic so that peers are not held back by it.
+func (n *Node) halt(why string, err error) {
+	msg := fmt.Sprintf("%s: %v", why, err)
+	if n.halted.CompareAndSwap(nil, &msg) {
+		n.log.Error(why, "err", err)
+		n.metrics.halted.Set(1)
+	}
 }
 
 // APIAddr is the address the HTTP API listens on ("" without one).

@@ -213,6 +213,10 @@ func (n *Node) queueRequest(raw []byte, bv *crypto.BatchVerifier, it *inboundIte
 }
 
 func (n *Node) route(it inboundItem) bool {
+	if n.halted.Load() != nil && (it.request != nil || it.msg.Executed == nil) {
+		n.metrics.refused("halted")
+		return true
+	}
 	switch {
 	case it.request != nil:
 		select {
