@@ -30,10 +30,15 @@ type adversary struct {
 	// batch; history recent envelopes it may replay.
 	pool    [][]byte
 	history []*Envelope
+	// forgedViews: per replica, the views it sent a bad NEW-VIEW for. It
+	// stays quiet there afterwards, so that its core's true PRE-PREPAREs do
+	// not give the forgery away as an equivocation: the backups' own
+	// recomputation must catch it.
+	forgedViews map[uint32]map[uint64]bool
 }
 
 func newAdversary(s *sim) *adversary {
-	a := &adversary{s: s, rng: s.rng, silentTo: make([]bool, s.n), otherSide: make([]bool, s.n)}
+	a := &adversary{s: s, rng: s.rng, silentTo: make([]bool, s.n), otherSide: make([]bool, s.n), forgedViews: map[uint32]map[uint64]bool{}}
 	s.byzOut = a.out
 	return a
 }
@@ -75,6 +80,9 @@ func (a *adversary) rewrite(from *simNode, to uint32, env *Envelope) []*Envelope
 		return []*Envelope{env}
 	}
 	id := from.id
+	if v, ok := viewOf(m); ok && a.forgedViews[id][v] && m.NewView == nil {
+		return nil
+	}
 	switch {
 	case m.PrePrepare != nil:
 		pp := *m.PrePrepare
@@ -118,7 +126,11 @@ func (a *adversary) rewrite(from *simNode, to uint32, env *Envelope) []*Envelope
 		return a.maybeBoth(env, a.s.sealAs(id, KindCheckpoint, &c, nil))
 	case m.ViewChange != nil && a.chance(a.forgeVC):
 		return []*Envelope{a.forgedViewChange(id, m.ViewChange)}
-	case m.NewView != nil && a.chance(a.badNewView):
+	case m.NewView != nil && (a.forgedViews[id][m.NewView.View] || a.chance(a.badNewView)):
+		if a.forgedViews[id] == nil {
+			a.forgedViews[id] = map[uint64]bool{}
+		}
+		a.forgedViews[id][m.NewView.View] = true
 		return a.badNewViewOf(id, m.NewView)
 	}
 	return []*Envelope{env}
@@ -210,12 +222,31 @@ func (a *adversary) forgedViewChange(id uint32, vc *ViewChange) *Envelope {
 	return a.s.sealAs(id, KindViewChange, &f, nil)
 }
 
+// viewOf returns the view a message is about, if it has one.
+func viewOf(m Message) (uint64, bool) {
+	switch {
+	case m.PrePrepare != nil:
+		return m.PrePrepare.View, true
+	case m.Prepare != nil:
+		return m.Prepare.View, true
+	case m.Commit != nil:
+		return m.Commit.View, true
+	case m.NewView != nil:
+		return m.NewView.View, true
+	}
+	return 0, false
+}
+
 // badNewViewOf returns a NEW-VIEW that does not follow from its VIEW-CHANGEs,
-// is for another view, or nothing at all.
+// is for another view, or nothing at all. The dangerous forgeries replace a
+// re-issued digest with a null batch, or with a batch of the forger's own
+// that it then sends: a backup that accepted either would deliver it where
+// the seq may have committed otherwise.
 func (a *adversary) badNewViewOf(id uint32, nv *NewView) []*Envelope {
 	f := *nv
 	f.PrePrepares = append([]Envelope(nil), nv.PrePrepares...)
-	switch a.rng.IntN(4) {
+	var extra []*Envelope
+	switch a.rng.IntN(5) {
 	case 0:
 		return nil
 	case 1:
@@ -230,16 +261,33 @@ func (a *adversary) badNewViewOf(id uint32, nv *NewView) []*Envelope {
 		if len(f.PrePrepares) == 0 {
 			return nil
 		}
+		// The adversary sees the world: it aims at the seqs some honest
+		// replica delivered already, where a forgery would split the log.
 		k := a.rng.IntN(len(f.PrePrepares))
+		for i := range f.PrePrepares {
+			if m, err := f.PrePrepares[i].Open(a.s.n); err == nil && m.PrePrepare.Seq <= uint64(len(a.s.log)) {
+				k = i
+				break
+			}
+		}
 		m, err := f.PrePrepares[k].Open(a.s.n)
 		if err != nil {
 			return nil
 		}
 		pp := *m.PrePrepare
-		pp.Digest = a.digest()
+		switch {
+		case pp.Digest != nullDigest && a.rng.IntN(2) == 0:
+			pp.Digest, pp.Timestamp = nullDigest, nullTimestamp
+		case len(a.pool) > 0:
+			batch := [][]byte{a.pool[a.rng.IntN(len(a.pool))]}
+			pp.Digest = BatchDigest(pp.Timestamp, batch)
+			extra = append(extra, a.s.sealAs(id, KindPrePrepare, &pp, batch))
+		default:
+			pp.Digest = a.digest()
+		}
 		f.PrePrepares[k] = *Seal(a.s.signer(id), KindPrePrepare, &pp)
 	}
-	return []*Envelope{a.s.sealAs(id, KindNewView, &f, nil)}
+	return append([]*Envelope{a.s.sealAs(id, KindNewView, &f, nil)}, extra...)
 }
 
 // replayed returns an old envelope again, one relabelled as another kind

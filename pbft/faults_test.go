@@ -179,8 +179,9 @@ func TestTwinPrimary(t *testing.T) {
 }
 
 // FuzzStep feeds arbitrary bytes through DecodeEnvelope and Open into a
-// replica's Step (signatures unchecked: the core must survive whatever the
-// node lets through). It must never panic, nor break the invariants.
+// replica's Step (outer signatures unchecked: the core must survive whatever
+// the node lets through; nested ones the core checks itself). It must never
+// panic, nor break the invariants.
 func FuzzStep(f *testing.F) {
 	s := newSim(f, simOptions{n: 4, seed: 40})
 	batch := [][]byte{s.request([]byte("seed"))}
@@ -193,6 +194,15 @@ func FuzzStep(f *testing.F) {
 		s.sealAs(3, KindCommit, &Commit{View: 0, Seq: 1, Digest: d, Replica: 3}, nil),
 		s.sealAs(2, KindCommit, &Commit{View: 7, Seq: 1 << 62, Digest: d, Replica: 2}, nil),
 		s.sealAs(2, KindExecuted, &Executed{Seq: 1, Replica: 2}, nil),
+		s.sealAs(2, KindCheckpoint, &Checkpoint{Seq: 4, StateDigest: d, Replica: 2}, nil),
+		s.sealAs(3, KindViewChange, &ViewChange{View: 1, Replica: 3, Prepared: []PreparedCert{{
+			PrePrepare: withoutBatch(s.prePrepare(0, 0, 1, ts, batch)),
+			Prepares: []Envelope{
+				*s.sealAs(2, KindPrepare, &Prepare{View: 0, Seq: 1, Digest: d, Replica: 2}, nil),
+				*s.sealAs(3, KindPrepare, &Prepare{View: 0, Seq: 1, Digest: d, Replica: 3}, nil),
+			},
+		}}}, nil),
+		s.sealAs(1, KindNewView, &NewView{View: 1, Replica: 1, PrePrepares: []Envelope{*s.sealAs(1, KindPrePrepare, &PrePrepare{View: 1, Seq: 1, Digest: d, Timestamp: ts, Replica: 1}, nil)}}, nil),
 	} {
 		f.Add(codec.MustMarshal(env))
 	}

@@ -31,10 +31,22 @@ type scenario struct {
 	// negative: more than f Byzantine replicas; the checker must report a
 	// violation.
 	negative bool
+	// cfg adjusts the replicas' configuration after the seed picked it.
+	cfg func(c *Config)
 }
 
 var scenarios = []scenario{
 	{name: "net", seeds: 320, sizes: []int{4, 4, 7}, setup: func(w *world) { w.netFaults, w.partitions = true, true }},
+	{name: "churn", seeds: 150, sizes: []int{4, 4, 7}, setup: func(w *world) {
+		// Views change faster than slow, lossy links let a view finish:
+		// seqs prepare at a few replicas in view after view, with other
+		// digests, and certificates of several views meet in a NEW-VIEW.
+		w.netFaults, w.partitions, w.churn = true, true, true
+	}, cfg: churnConfig},
+	{name: "churn-crash", seeds: 100, sizes: []int{4, 7}, setup: func(w *world) {
+		w.netFaults, w.partitions, w.churn, w.crashes = true, true, true, true
+		w.s.crashMidRate = 0.02
+	}, cfg: churnConfig},
 	{name: "net-large", seeds: 40, sizes: []int{10}, setup: func(w *world) { w.netFaults, w.partitions = true, true }},
 	{name: "crash", seeds: 260, sizes: []int{4, 7}, setup: func(w *world) {
 		w.netFaults, w.crashes = true, true
@@ -96,6 +108,11 @@ var scenarios = []scenario{
 		w.netFaults, w.partitions, w.crashes = true, true, true
 	}},
 	{name: "negative-control", seeds: 30, sizes: []int{4, 7}, negative: true, setup: func(w *world) { w.colludingTwins() }},
+}
+
+func churnConfig(c *Config) {
+	c.ViewChangeTimeout = 30 * time.Millisecond
+	c.RetransmitInterval = 20 * time.Millisecond
 }
 
 // realCryptoEvery: one seed in this many uses Ed25519 instead of the cheap
@@ -166,6 +183,9 @@ func runScenario(t *testing.T, sc scenario, seed uint64) simStats {
 		c.RetransmitInterval = 40 * time.Millisecond
 		c.ViewChangeTimeout = 150 * time.Millisecond
 		c.PendingRequestsMax = 256
+		if sc.cfg != nil {
+			sc.cfg(c)
+		}
 	}})
 	s.seed, s.scenario = seed, sc.name
 	s.expectViolation = sc.negative
@@ -208,6 +228,7 @@ type world struct {
 	partitions bool // partitions that change over time, asymmetric links
 	crashes    bool // honest replicas crash (some mid-persist) and restart
 	crashAll   bool // every replica crashes at once, then all restart
+	churn      bool // heavy loss of single kinds, changed often
 	submitted  [][]byte
 }
 
@@ -334,6 +355,9 @@ func (w *world) chaos(d time.Duration) {
 		if w.partitions && s.rng.IntN(15) == 0 {
 			w.partition()
 		}
+		if w.netFaults && (s.rng.IntN(25) == 0 || (w.churn && s.rng.IntN(4) == 0)) {
+			w.kindLoss()
+		}
 		if s.twins[0] != nil && !w.s.expectViolation && s.rng.IntN(20) == 0 {
 			w.shuffleSides()
 		}
@@ -400,6 +424,23 @@ func (w *world) partition() {
 	}
 }
 
+// kindLoss drops every message of one kind to some replicas for a while (or
+// stops doing so): a seq commits at a few replicas only, one misses every
+// PRE-PREPARE, checkpoints never reach another.
+func (w *world) kindLoss() {
+	s := w.s
+	if s.rng.IntN(3) == 0 {
+		s.drop = nil
+		return
+	}
+	kind := []Kind{KindPrePrepare, KindPrepare, KindCommit, KindCommit, KindCheckpoint, KindViewChange, KindNewView}[s.rng.IntN(7)]
+	deaf := make([]bool, s.n)
+	for i := range deaf {
+		deaf[i] = s.rng.IntN(3) != 0
+	}
+	s.drop = func(from, to uint32, env *Envelope) bool { return env.Kind == kind && deaf[to] }
+}
+
 // crashOrRestart crashes a random up honest replica or restarts a down one.
 func (w *world) crashOrRestart() {
 	s := w.s
@@ -420,6 +461,7 @@ func (w *world) crashOrRestart() {
 func (w *world) liveness() {
 	s := w.s
 	s.lossRate, s.dupRate, s.crashMidRate = 0, 0, 0
+	s.drop = nil
 	s.delayMax = min(s.delayMax, 3*time.Millisecond)
 	s.heal()
 	for _, node := range s.instances() {
