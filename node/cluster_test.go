@@ -427,3 +427,21 @@ func TestClusterManyCheckpoints(t *testing.T) {
 		}
 	}
 }
+
+func TestMetrics(t *testing.T) {
+	c := newTestCluster(t, 4)
+	if _, err := c.newClient(0).Submit(context.Background(), appendCmd("m", 0)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(c.url(0) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"ordo_batches_executed_total 1", "ordo_p2p_frames_sent_total", "ordo_committed_seq", "ordo_view 0", `ordo_http_requests_total{code="ok"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}

@@ -260,6 +260,7 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: p2p: %w", err)
 	}
 	n.host.SetRequestHandler(n.serveFetch)
+	n.registerLive()
 	return n, nil
 }
 
