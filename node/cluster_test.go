@@ -34,14 +34,33 @@ type testCluster struct {
 	client  crypto.PrivateKey
 }
 
+// Test ports come from below the kernel's ephemeral range (32768 and up), so
+// that no outgoing connection of another test process takes one between
+// this check and the node's bind; within a process none is handed out twice.
+var (
+	portMu   sync.Mutex
+	portNext = 12000 + os.Getpid()%18000
+)
+
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portMu.Lock()
+	defer portMu.Unlock()
+	for tries := 0; tries < 20000; tries++ {
+		p := portNext
+		portNext++
+		if portNext >= 32000 {
+			portNext = 12000
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return p
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port below the ephemeral range")
+	return 0
 }
 
 func testLogger(t testing.TB) *slog.Logger {
