@@ -120,7 +120,7 @@ func (r *Replica) checkStable(seq uint64, digest crypto.Digest, votes []checkpoi
 // adoptStable moves the low watermark to seq, whose proof is given (checked
 // by the caller), and forgets everything at or below it.
 func (r *Replica) adoptStable(seq uint64, digest crypto.Digest, proof []Envelope) {
-	r.stable, r.stableDigest, r.stableProof = seq, digest, proof
+	r.setStable(seq, digest, proof)
 	for i := range proof {
 		r.keep(&proof[i])
 	}
@@ -169,14 +169,20 @@ func (r *Replica) adoptStable(seq uint64, digest crypto.Digest, proof []Envelope
 	}
 }
 
-// inStableProof reports whether replica i's CHECKPOINT is in the stable proof.
-func (r *Replica) inStableProof(i uint32) bool {
-	for k := range r.stableProof {
-		if m, err := r.stableProof[k].Open(r.n); err == nil && m.From == i {
-			return true
+// setStable records the stable checkpoint and who signed its proof.
+func (r *Replica) setStable(seq uint64, digest crypto.Digest, proof []Envelope) {
+	r.stable, r.stableDigest, r.stableProof = seq, digest, proof
+	r.stableSigners = make([]bool, r.n)
+	for k := range proof {
+		if m, err := proof[k].Open(r.n); err == nil {
+			r.stableSigners[m.From] = true
 		}
 	}
-	return false
+}
+
+// inStableProof reports whether replica i's CHECKPOINT is in the stable proof.
+func (r *Replica) inStableProof(i uint32) bool {
+	return r.stableSigners != nil && r.stableSigners[i]
 }
 
 // answerBelowStable sends a replica that is still below h this replica's own

@@ -30,13 +30,14 @@
 //     requests.
 //   - Call Executed(seq, stateDigest) for every seq applied, in order,
 //     whether delivered or fetched; it drives checkpoints.
-//   - On Fetch, fetch committed entries above the applied seq, verify every
-//     certificate (VerifyCertificate, BatchDigest), apply them, call Forget
-//     with their requests and Executed for each, then CaughtUp after the
-//     last. StableCheckpoint and VerifyCheckpointProof let a peer serve and
-//     check the proof of the state it is asked for.
-//   - Relay nothing: a replica only ever sends envelopes it signed, except
-//     those the core hands it in Send/Broadcast (all signed by this replica).
+//   - On Fetch, fetch committed entries above the applied seq (AfterSeq may
+//     lag it), verify every certificate (VerifyCertificate, BatchDigest),
+//     apply them, call Forget with their requests and Executed for each,
+//     then CaughtUp after the last. StableCheckpoint and
+//     VerifyCheckpointProof let a peer serve and check the proof of a state.
+//   - Every envelope in a Send or Broadcast is signed by this replica (the
+//     core never relays), so the node may refuse a frame whose envelope was
+//     signed by another replica than the peer that sent it.
 //
 // # Safety and crash safety
 //
@@ -71,27 +72,46 @@
 // since the last delivery. VIEW-CHANGEs carry prepared certificates without
 // batches (so they stay within the message limit whatever the batch size);
 // the NEW-VIEW re-issues batchless PRE-PREPAREs, and the new primary then
-// sends each with its batch. A replica that prepared a digest holds its batch
-// (at least f+1 honest ones did); one that lacks it still votes and gets the
-// entry by state transfer once it is committed. Null batches (empty, fixed
+// sends each with its batch. A digest is re-issued only if 2f+1 replicas
+// accepted its PRE-PREPARE, so at least f+1 honest ones hold the batch (each
+// keeps the batches it accepted across views); one that lacks it still votes
+// and gets the entry by state transfer once it is committed. Null batches (empty, fixed
 // timestamp) fill gaps and are delivered like any batch; the normal case
 // refuses empty PRE-PREPAREs.
 //
 // Slots exist only for seqs inside the window; each holds at most one vote
-// per replica and kind, and every other structure is bounded per replica, so
-// memory is bounded by the configuration whatever peers send. Refused
-// messages are counted in Status.Dropped, conflicting second messages in
-// Status.Equivocations, with the latest EvidenceMax pairs in Status.Evidence.
+// per replica and kind, and every other structure is bounded per replica
+// (checkpoint votes, the latest VIEW-CHANGE of each, StoredBatchesPerSeqMax
+// batches per seq, EvidenceMax pieces of evidence), so memory is bounded by
+// the configuration whatever peers send. Refused messages are counted in
+// Status.Dropped, conflicting second messages in Status.Equivocations, with
+// the latest pairs in Status.Evidence.
 //
-// Duplicate requests across batches are not refused here: a client may resend
-// a request after it committed, and a new primary may re-propose a request of
-// a re-issued batch whose requests it never saw. The state machine executes a
-// client's request once (its per-client sequence numbers).
+// A replica left behind while the others went idle notices it from a
+// heartbeat: every HeartbeatIntervals retransmit intervals an active replica
+// re-sends its COMMIT for its last delivered seq (or its CHECKPOINT for h).
+// COMMITs or CHECKPOINTs of f+1 replicas above the applied seq make it Fetch.
+//
+// Duplicate requests across batches are not refused: a client may resend a
+// request after it committed (the latest recentDeliveredMax delivered
+// requests are ignored by Submit, older ones and any after a restart are
+// not), and a new primary may re-propose a request of a re-issued batch it
+// never saw. The state machine executes a client's request once.
 //
 // # Tests
 //
-// sim_test.go is a simulated world (network, clock, nodes with persistence
-// and state transfer, twins, Byzantine rewriting of messages). The seeded
-// tests take ORDO_SIM_SEEDS=N to run N seeds and ORDO_SIM_SEED=S to replay
-// one; they replace ORDO_PBFT_SEEDS and ORDO_PBFT_SEED.
+// sim_test.go is a simulated world: a network (loss, delay, reordering,
+// duplication, partitions, one-way links, loss of one message kind), a
+// clock, and a node around each core that persists with Prunable, delivers,
+// calls Executed, transfers state and forwards requests; twins (two instances
+// of one replica with one key); an adversary (adversary_test.go) that
+// rewrites what Byzantine replicas send. It checks TESTING.md's I1 to I5 on
+// every action, I6 and bounded memory at the end of each run.
+// simulator_test.go runs the scenarios (TestSimulator, about 2,400 seeds by
+// default, a subset with Ed25519 and the rest with a cheap hash signature),
+// including a negative control with f+1 Byzantine twins that must be caught
+// breaking agreement. ORDO_SIM_SEEDS=N runs N seeds per scenario (and for
+// the older seeded tests); ORDO_SIM_SEED=S with ORDO_SIM_SCENARIO=name
+// replays one, and a failure prints that command. They replace
+// ORDO_PBFT_SEEDS and ORDO_PBFT_SEED.
 package pbft

@@ -126,6 +126,8 @@ type Replica struct {
 	stable       uint64
 	stableDigest crypto.Digest
 	stableProof  []Envelope
+	// stableSigners marks the replicas whose CHECKPOINT is in stableProof.
+	stableSigners []bool
 	// ckpts holds CHECKPOINT votes for seqs in (h, h+L]; ckptAhead each
 	// replica's highest CHECKPOINT beyond h+L; ownCkpts this replica's own
 	// CHECKPOINTs at or above h, to answer replicas still below h and to
@@ -152,7 +154,6 @@ type Replica struct {
 	viewChanges   []*viewChangeInfo // per replica: its latest valid VIEW-CHANGE
 	viewSeen      []uint64          // per replica: the highest view it showed
 	newView       *Envelope         // the accepted NEW-VIEW of view
-	viewChangeAt  time.Time         // when this replica moved to view
 	// armedAt: when 2f+1 replicas were known to have moved to view, which
 	// starts the NEW-VIEW timeout (a replica alone in a view never moves on).
 	armed              bool
@@ -686,7 +687,6 @@ func (r *Replica) Tick(now time.Time) []Action {
 		r.now = now
 		r.deliveredAt = now
 		r.activeAt = now
-		r.viewChangeAt = now
 		r.ckptResentAt = now
 		r.heartbeatAt = now
 	} else if now.After(r.now) {

@@ -140,7 +140,7 @@ func (r *Replica) checkStableRestored(seq uint64, digest crypto.Digest, votes []
 		}
 	}
 	if len(proof) >= r.quorum {
-		r.stable, r.stableDigest, r.stableProof = seq, digest, proof[:r.quorum]
+		r.setStable(seq, digest, proof[:r.quorum])
 	}
 }
 
@@ -192,7 +192,7 @@ func (r *Replica) restoreViewChange(st State, msgs []Message) (*Envelope, error)
 	r.viewChanges[r.cfg.Self] = &viewChangeInfo{env: r.ownViewChange, vc: vc, stableDigest: digest, certs: certs}
 	r.viewSeen[r.cfg.Self] = st.View
 	if vc.StableSeq > r.stable {
-		r.stable, r.stableDigest, r.stableProof = vc.StableSeq, digest, vc.StableProof
+		r.setStable(vc.StableSeq, digest, vc.StableProof)
 	}
 	for i, c := range certs {
 		if c.seq <= r.stable {

@@ -93,20 +93,19 @@ type simNode struct {
 	// incarnation's actions are dropped.
 	incarnation int
 	// Durable state, as a node would keep it on disk.
-	st         State
-	prunedAt   [3]uint64 // (applied, stable, view) of the last pruning
-	persisted  map[string]bool
-	signed     map[sigKey]crypto.Digest
-	executed   map[crypto.Digest]bool
-	delivered  uint64
-	lastTS     int64
-	chainHash  crypto.Digest
-	requests   int
-	caughtUp   int
-	fetches    int
-	fetchDue   bool
-	restarts   int
-	viewMaxSig uint64
+	st        State
+	prunedAt  [3]uint64 // (applied, stable, view) of the last pruning
+	persisted map[string]bool
+	signed    map[sigKey]crypto.Digest
+	executed  map[crypto.Digest]bool
+	delivered uint64
+	lastTS    int64
+	chainHash crypto.Digest
+	requests  int
+	caughtUp  int
+	fetches   int
+	fetchDue  bool
+	restarts  int
 	// maxInFlight is the most seqs this instance had in flight at once.
 	maxInFlight int
 }
@@ -142,6 +141,11 @@ type sim struct {
 	// byzOut rewrites what a Byzantine instance sends to replica to: the
 	// envelopes returned go out instead (nil: nothing).
 	byzOut func(from *simNode, to uint32, env *Envelope) []*Envelope
+
+	// opened memoizes Open per envelope (envelopes are immutable, and
+	// decoding them is deterministic): a retransmission, or an envelope
+	// persisted and then sent, is decoded once.
+	opened map[*Envelope]*Message
 
 	// The agreed log: log[s-1] is the first Deliver an honest instance made
 	// for seq s; chainAt[s-1] the hash chain after it.
@@ -225,6 +229,7 @@ func newSim(t testing.TB, o simOptions) *sim {
 		tickLen:    simTick,
 		fetchDelay: 5 * time.Millisecond,
 		inLog:      map[crypto.Digest]uint64{},
+		opened:     map[*Envelope]*Message{},
 		admitted:   map[crypto.PublicKey]bool{},
 	}
 	if o.tick > 0 {
@@ -427,6 +432,32 @@ func (s *sim) receive(from uint32, data []byte) *Message {
 	return &m
 }
 
+// receiveEnv is receive for an envelope built in this process: encoded and
+// decoded the first time, taken from the memo after.
+func (s *sim) receiveEnv(from uint32, env *Envelope) *Message {
+	m, ok := s.opened[env]
+	if !ok {
+		m = s.receive(from, codec.MustMarshal(env))
+		s.opened[env] = m
+	}
+	if m == nil || m.From != from || !s.verified(*m) {
+		return nil
+	}
+	return m
+}
+
+// open is Envelope.Open, memoized.
+func (s *sim) open(env *Envelope) (Message, error) {
+	if m, ok := s.opened[env]; ok && m != nil {
+		return *m, nil
+	}
+	m, err := env.Open(s.n)
+	if err == nil {
+		s.opened[env] = &m
+	}
+	return m, err
+}
+
 // route calls deliver for every instance of replica to that hears instance
 // from, after the network's loss, duplication and delay.
 func (s *sim) route(from *simNode, to uint32, deliver func(*simNode, time.Time)) {
@@ -465,7 +496,7 @@ func (s *sim) send(from *simNode, env *Envelope, to ...uint32) {
 		}
 		if from.byz && s.byzOut != nil {
 			for _, e := range s.byzOut(from, j, env) {
-				if bm := s.receive(from.id, codec.MustMarshal(e)); bm != nil {
+				if bm := s.receiveEnv(from.id, e); bm != nil {
 					s.route(from, j, func(dst *simNode, at time.Time) {
 						s.push(&simEvent{at: at, to: dst, from: from.id, msg: bm})
 					})
@@ -474,7 +505,7 @@ func (s *sim) send(from *simNode, env *Envelope, to ...uint32) {
 			continue
 		}
 		if !decoded {
-			m, decoded = s.receive(from.id, codec.MustMarshal(env)), true
+			m, decoded = s.receiveEnv(from.id, env), true
 		}
 		if m == nil {
 			return
@@ -553,7 +584,7 @@ func envKey(env *Envelope) string { return env.Kind.String() + "|" + string(env.
 // persist records an envelope as durable and checks I5 for an honest
 // instance's own signatures.
 func (s *sim) persist(node *simNode, env *Envelope) {
-	m, err := env.Open(s.n)
+	m, err := s.open(env)
 	if err != nil {
 		s.failf("replica %d persists an envelope that does not open: %v", node.id, err)
 	}
@@ -582,7 +613,6 @@ func (s *sim) noteSigned(node *simNode, m Message) {
 		s.violate("I5: replica %d signed %v (view %d, seq %d) for %v after signing %v", node.id, k.kind, k.view, k.seq, d, prev)
 	}
 	node.signed[k] = d
-	node.viewMaxSig = max(node.viewMaxSig, k.view)
 }
 
 func sigKeyOf(m Message) (sigKey, crypto.Digest) {
@@ -604,12 +634,12 @@ func sigKeyOf(m Message) (sigKey, crypto.Digest) {
 }
 
 // prune drops what Prunable releases, as the node does, whenever the stable
-// checkpoint or the view moved, or the applied seq moved by a window (pruning
-// later than allowed is always safe).
+// checkpoint or the view moved (the applied seq alone releases little, and
+// pruning later than allowed is always safe).
 func (s *sim) prune(node *simNode) {
 	stable, _, _ := node.r.StableCheckpoint()
 	now := [3]uint64{node.delivered, stable, node.st.View}
-	if now[1] == node.prunedAt[1] && now[2] == node.prunedAt[2] && now[0] < node.prunedAt[0]+s.cfgs[node.id].WindowSeqs {
+	if now[1] == node.prunedAt[1] && now[2] == node.prunedAt[2] {
 		return
 	}
 	node.prunedAt = now

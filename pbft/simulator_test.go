@@ -36,55 +36,55 @@ type scenario struct {
 }
 
 var scenarios = []scenario{
-	{name: "net", seeds: 320, sizes: []int{4, 4, 7}, setup: func(w *world) { w.netFaults, w.partitions = true, true }},
-	{name: "churn", seeds: 150, sizes: []int{4, 4, 7}, setup: func(w *world) {
+	{name: "net", seeds: 300, sizes: []int{4, 4, 7}, setup: func(w *world) { w.netFaults, w.partitions = true, true }},
+	{name: "churn", seeds: 130, sizes: []int{4, 4, 7}, setup: func(w *world) {
 		// Views change faster than slow, lossy links let a view finish:
 		// seqs prepare at a few replicas in view after view, with other
 		// digests, and certificates of several views meet in a NEW-VIEW.
 		w.netFaults, w.partitions, w.churn = true, true, true
 	}, cfg: churnConfig},
-	{name: "churn-crash", seeds: 100, sizes: []int{4, 7}, setup: func(w *world) {
+	{name: "churn-crash", seeds: 90, sizes: []int{4, 7}, setup: func(w *world) {
 		w.netFaults, w.partitions, w.churn, w.crashes = true, true, true, true
 		w.s.crashMidRate = 0.02
 	}, cfg: churnConfig},
-	{name: "net-large", seeds: 40, sizes: []int{10}, setup: func(w *world) { w.netFaults, w.partitions = true, true }},
-	{name: "crash", seeds: 260, sizes: []int{4, 7}, setup: func(w *world) {
+	{name: "net-large", seeds: 30, sizes: []int{10}, setup: func(w *world) { w.netFaults, w.partitions = true, true }},
+	{name: "crash", seeds: 240, sizes: []int{4, 7}, setup: func(w *world) {
 		w.netFaults, w.crashes = true, true
 		w.s.crashMidRate = 0.02
 	}},
-	{name: "crash-all", seeds: 100, sizes: []int{4}, setup: func(w *world) { w.crashAll = true }},
-	{name: "twin-primary", seeds: 200, sizes: []int{4, 7}, setup: func(w *world) {
+	{name: "crash-all", seeds: 80, sizes: []int{4}, setup: func(w *world) { w.crashAll = true }},
+	{name: "twin-primary", seeds: 180, sizes: []int{4, 7}, setup: func(w *world) {
 		w.netFaults = true
 		w.twinPrimary()
 	}},
-	{name: "mutate-pp", seeds: 150, sizes: []int{4, 7}, setup: func(w *world) {
+	{name: "mutate-pp", seeds: 140, sizes: []int{4, 7}, setup: func(w *world) {
 		a := w.byzantine(0)
 		a.mutatePP = 0.4
 		w.netFaults = true
 	}},
-	{name: "double-vote", seeds: 150, sizes: []int{4, 7}, setup: func(w *world) {
+	{name: "double-vote", seeds: 120, sizes: []int{4, 7}, setup: func(w *world) {
 		a := w.byzantine(w.randomReplicas(w.s.f)...)
 		a.doubleVote = 0.5
 		w.netFaults = true
 	}},
-	{name: "vc-forge", seeds: 150, sizes: []int{4, 7}, setup: func(w *world) {
+	{name: "vc-forge", seeds: 140, sizes: []int{4, 7}, setup: func(w *world) {
 		a := w.byzantine(w.randomReplicas(w.s.f)...)
 		a.forgeVC = 0.8
 		w.netFaults, w.partitions = true, true
 	}},
-	{name: "nv-bad", seeds: 150, sizes: []int{4, 7}, setup: func(w *world) {
+	{name: "nv-bad", seeds: 140, sizes: []int{4, 7}, setup: func(w *world) {
 		// Replica 1, the primary of view 1, is Byzantine; replica 0 is
 		// isolated now and then so that view 1 comes about.
 		a := w.byzantine(1)
 		a.badNewView = 0.7
 		w.netFaults, w.partitions = true, true
 	}},
-	{name: "replay", seeds: 100, sizes: []int{4, 7}, setup: func(w *world) {
+	{name: "replay", seeds: 90, sizes: []int{4, 7}, setup: func(w *world) {
 		a := w.byzantine(w.randomReplicas(w.s.f)...)
 		a.replay = 0.5
 		w.netFaults, w.partitions = true, true
 	}},
-	{name: "silent", seeds: 150, sizes: []int{4, 7}, setup: func(w *world) {
+	{name: "silent", seeds: 140, sizes: []int{4, 7}, setup: func(w *world) {
 		byz := []uint32{0}
 		if w.s.f > 1 && w.s.rng.IntN(2) == 0 {
 			byz = append(byz, 1)
@@ -94,12 +94,12 @@ var scenarios = []scenario{
 		a.silentTo = a.pickPeers(0.3 + 0.7*w.s.rng.Float64())
 		w.netFaults = true
 	}},
-	{name: "flood", seeds: 80, sizes: []int{4, 7}, setup: func(w *world) {
+	{name: "flood", seeds: 60, sizes: []int{4, 7}, setup: func(w *world) {
 		a := w.byzantine(w.randomReplicas(w.s.f)...)
 		a.floodPerSend = 3
 		w.netFaults = true
 	}},
-	{name: "mixed", seeds: 150, sizes: []int{4, 7}, setup: func(w *world) {
+	{name: "mixed", seeds: 140, sizes: []int{4, 7}, setup: func(w *world) {
 		a := w.byzantine(w.randomReplicas(w.s.f)...)
 		rng := w.s.rng
 		a.mutatePP, a.doubleVote, a.forgeVC, a.badNewView, a.replay = rng.Float64()/2, rng.Float64()/2, rng.Float64(), rng.Float64(), rng.Float64()/4
@@ -172,13 +172,18 @@ func (a simStats) String() string {
 
 // runScenario runs one seed of one scenario.
 func runScenario(t *testing.T, sc scenario, seed uint64) simStats {
+	return runWorld(t, sc, seed).stats()
+}
+
+// runWorld runs one seed of one scenario and returns the world after it.
+func runWorld(t *testing.T, sc scenario, seed uint64) *world {
 	pick := newSim(t, simOptions{n: 4, seed: seed ^ nameHash(sc.name), cheap: true})
 	rng := pick.rng
 	n := sc.sizes[rng.IntN(len(sc.sizes))]
 	L := []uint64{8, 16}[rng.IntN(2)]
 	K := L / uint64(2+2*rng.IntN(2))
 	batchMax := []int{1, 4, 16}[rng.IntN(3)]
-	s := newSim(t, simOptions{n: n, seed: rng.Uint64(), cheap: seed%realCryptoEvery != 0, tick: 2 * time.Millisecond, cfg: func(c *Config) {
+	s := newSim(t, simOptions{n: n, seed: rng.Uint64(), cheap: seed%realCryptoEvery != 0, tick: 3 * time.Millisecond, cfg: func(c *Config) {
 		c.WindowSeqs, c.CheckpointInterval, c.BatchRequestsMax = L, K, batchMax
 		c.RetransmitInterval = 40 * time.Millisecond
 		c.ViewChangeTimeout = 150 * time.Millisecond
@@ -191,16 +196,16 @@ func runScenario(t *testing.T, sc scenario, seed uint64) simStats {
 	s.expectViolation = sc.negative
 	w := &world{s: s}
 	sc.setup(w)
-	w.chaos(1200 * time.Millisecond)
+	w.chaos(800 * time.Millisecond)
 	if sc.negative {
 		if s.violation == "" {
 			s.failf("negative control: %d Byzantine replicas of %d (f = %d) and the checker found no violation", w.byzCount(), n, s.f)
 		}
-		return w.stats()
+		return w
 	}
 	w.liveness()
 	w.checkBounds()
-	return w.stats()
+	return w
 }
 
 func (w *world) stats() simStats {
@@ -598,5 +603,32 @@ func TestSimulatorScenarioNames(t *testing.T) {
 	}
 	if total < 2000 {
 		t.Fatalf("the default run covers %d seeds, want at least 2000", total)
+	}
+}
+
+// TestSimulatorDeterministic replays seeds of the busiest scenarios twice and
+// requires the same run: the same agreed log and the same number of events.
+// A replay command is only worth printing if it reproduces the failure.
+func TestSimulatorDeterministic(t *testing.T) {
+	for _, name := range []string{"mixed", "twin-primary", "churn-crash"} {
+		var sc scenario
+		for _, c := range scenarios {
+			if c.name == name {
+				sc = c
+			}
+		}
+		for _, seed := range []uint64{3, 32} {
+			var prints [2]string
+			for k := range prints {
+				w := runWorld(t, sc, seed)
+				prints[k] = fmt.Sprintf("%d events, %d batches", w.s.nextID, len(w.s.log))
+				for _, d := range w.s.log {
+					prints[k] += " " + d.Digest.String()[:8]
+				}
+			}
+			if prints[0] != prints[1] {
+				t.Fatalf("%s seed %d ran differently twice:\n%s\n%s", name, seed, prints[0], prints[1])
+			}
+		}
 	}
 }

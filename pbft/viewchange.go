@@ -118,7 +118,6 @@ func (r *Replica) startViewChange(target uint64) {
 	r.active = false
 	r.newView = nil
 	r.armed = false
-	r.viewChangeAt = r.now
 	r.viewChangeResentAt = r.now
 	r.failedViews++
 	r.viewChangesN++
@@ -206,10 +205,10 @@ func (r *Replica) stepViewChange(vc *ViewChange, env *Envelope) {
 	}
 	r.viewChanges[from] = &viewChangeInfo{env: env, vc: vc, stableDigest: digest, certs: certs}
 	r.noteView(from, vc.View)
-	if vc.View == r.view {
-		r.checkArmed()
-		r.tryNewView()
-	}
+	// A VIEW-CHANGE for a later view counts towards the 2f+1 that start the
+	// NEW-VIEW timeout too: that replica left this view as well.
+	r.checkArmed()
+	r.tryNewView()
 }
 
 // answerNewView sends the NEW-VIEW of the current view to a replica that is

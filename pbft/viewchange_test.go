@@ -530,3 +530,41 @@ func TestComputeReissue(t *testing.T) {
 		}
 	}
 }
+
+// The NEW-VIEW timeout starts when 2f+1 replicas are known to have left the
+// view, whether for this view or a later one (found by the simulator: with
+// the quorum completed by later VIEW-CHANGEs, replicas waited forever).
+func TestArmedByLaterViewChanges(t *testing.T) {
+	s := newSim(t, simOptions{n: 7, seed: 310})
+	s.isolateAll()
+	s.tickOne(6, time.Millisecond)
+	T := s.cfgs[6].ViewChangeTimeout
+	acts, _ := s.nodes[6].r.Submit(s.request([]byte("x")))
+	s.apply(6, acts)
+	s.tickOne(6, T)
+	r := s.nodes[6].r
+	if st := r.Status(); st.View != 1 || st.ViewActive {
+		t.Fatalf("after the request timeout: %+v", st)
+	}
+	vc := func(from uint32, view uint64) *Envelope {
+		return s.sealAs(from, KindViewChange, &ViewChange{View: view, Replica: from}, nil)
+	}
+	s.stepNow(6, vc(3, 1))
+	s.stepNow(6, vc(4, 1))
+	s.stepNow(6, vc(1, 2))
+	if r.armed {
+		t.Fatal("armed with 4 of 7")
+	}
+	s.stepNow(6, vc(2, 2))
+	if !r.armed || r.Status().View != 1 {
+		t.Fatalf("2f+1 replicas left view 0 (two for view 2): armed %v, view %d", r.armed, r.Status().View)
+	}
+	s.tickOne(6, 2*T-time.Millisecond)
+	if r.Status().View != 1 {
+		t.Fatal("moved on before the doubled timeout")
+	}
+	s.tickOne(6, time.Millisecond)
+	if st := r.Status(); st.View != 2 || s.openOf(r.ownViewChange).ViewChange.View != 2 {
+		t.Fatalf("no move to view 2 after the doubled timeout: %+v", st)
+	}
+}
