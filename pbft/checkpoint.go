@@ -25,6 +25,11 @@ func (r *Replica) Executed(seq uint64, stateDigest crypto.Digest) []Action {
 		return r.flush()
 	}
 	env := r.sign(KindCheckpoint, &Checkpoint{Seq: seq, StateDigest: stateDigest, Replica: r.cfg.Self}, nil)
+	if r.ownCkptMax > r.stable+r.cfg.WindowSeqs {
+		// Catching up far by state transfer: beyond the window only the
+		// newest is kept, so the count stays bounded however far it goes.
+		delete(r.ownCkpts, r.ownCkptMax)
+	}
 	r.ownCkpts[seq] = env
 	r.ownCkptMax = max(r.ownCkptMax, seq)
 	r.ckptResentAt = r.now

@@ -155,6 +155,15 @@ func TestCheckpointBeyondWindowAdopted(t *testing.T) {
 	if len(got) == 0 || got[0].AfterSeq != 0 {
 		t.Fatalf("fetches %v, want one after seq 0", got)
 	}
+	// It applies far beyond by state transfer: a CHECKPOINT for each
+	// multiple of K, but it keeps only a bounded few of its own.
+	K := s.cfgs[1].CheckpointInterval
+	for seq := uint64(1); seq <= 10*L; seq++ {
+		s.apply(1, r.Executed(seq, crypto.Hash([]byte{byte(seq)})))
+	}
+	if len(r.ownCkpts) > int(L/K)+2 {
+		t.Fatalf("keeps %d own checkpoints, window %d / %d", len(r.ownCkpts), L, K)
+	}
 }
 
 // A stable checkpoint survives a restart: the proof was persisted.

@@ -27,7 +27,8 @@ type State struct {
 	Log []Envelope
 }
 
-// Status is a snapshot of the replica for metrics and the status API.
+// Status is a snapshot of the replica for metrics and the status API. Its
+// Evidence shares memory with the replica: the caller must not modify it.
 type Status struct {
 	View    uint64
 	Primary uint32
@@ -130,8 +131,8 @@ type Replica struct {
 	stableSigners []bool
 	// ckpts holds CHECKPOINT votes for seqs in (h, h+L]; ckptAhead each
 	// replica's highest CHECKPOINT beyond h+L; ownCkpts this replica's own
-	// CHECKPOINTs at or above h, to answer replicas still below h and to
-	// retransmit the newest.
+	// CHECKPOINTs for h, in the window and the newest beyond it, to answer
+	// replicas still below h and to retransmit the newest.
 	ckpts        map[uint64][]checkpointVote
 	ckptAhead    []checkpointVote
 	ownCkpts     map[uint64]*Envelope
@@ -197,7 +198,10 @@ type Replica struct {
 	equivocations uint64
 	evidence      []Evidence // ring of the latest EvidenceMax
 	evidenceNext  int
-	dropped       uint64
+	// evidenceOrdered is the ring in order, built when Status asks after a
+	// change and never modified after: Status hands it out.
+	evidenceOrdered []Evidence
+	dropped         uint64
 
 	// Output of the call in progress.
 	toPersist []*Envelope
@@ -843,6 +847,7 @@ func (r *Replica) storedBatchFor(seq uint64, digest crypto.Digest) (storedBatch,
 // (kind, view, seq).
 func (r *Replica) conflict(from uint32, kind Kind, view, seq uint64, first, second *Envelope) {
 	r.equivocations++
+	r.evidenceOrdered = nil
 	ev := Evidence{Replica: from, Kind: kind, View: view, Seq: seq, First: *first, Second: *second}
 	if len(r.evidence) < EvidenceMax {
 		r.evidence = append(r.evidence, ev)
@@ -852,12 +857,14 @@ func (r *Replica) conflict(from uint32, kind Kind, view, seq uint64, first, seco
 	r.evidenceNext = (r.evidenceNext + 1) % EvidenceMax
 }
 
-// evidenceList returns the kept evidence, oldest first.
+// evidenceList returns the kept evidence, oldest first. The slice is shared
+// by every Status until the next conflict, and never modified.
 func (r *Replica) evidenceList() []Evidence {
-	if len(r.evidence) == 0 {
-		return nil
+	if len(r.evidence) == 0 || r.evidenceOrdered != nil {
+		return r.evidenceOrdered
 	}
 	out := make([]Evidence, 0, len(r.evidence))
 	out = append(out, r.evidence[r.evidenceNext:]...)
-	return append(out, r.evidence[:r.evidenceNext]...)
+	r.evidenceOrdered = append(out, r.evidence[:r.evidenceNext]...)
+	return r.evidenceOrdered
 }

@@ -568,7 +568,7 @@ func (w *world) checkBounds() {
 			s.failf("replica %d holds %d prepared certificates, window %d", node.id, len(r.prepared), L)
 		case uint64(len(r.ckpts)) > L/K:
 			s.failf("replica %d holds checkpoint votes for %d seqs, window %d / %d", node.id, len(r.ckpts), L, K)
-		case uint64(len(r.ownCkpts)) > L/K+1:
+		case uint64(len(r.ownCkpts)) > L/K+2:
 			s.failf("replica %d holds %d own checkpoints", node.id, len(r.ownCkpts))
 		case len(r.evidence) > EvidenceMax:
 			s.failf("replica %d holds %d pieces of evidence", node.id, len(r.evidence))
