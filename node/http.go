@@ -121,6 +121,11 @@ func (n *Node) submitHTTP(w http.ResponseWriter, r *http.Request) (code string, 
 	if why := n.halted.Load(); why != nil {
 		return "halted", http.StatusServiceUnavailable, "this replica has stopped voting: " + *why
 	}
+	if n.submitsInFlight.Add(1) > submitsInFlightMax {
+		n.submitsInFlight.Add(-1)
+		return "busy", http.StatusTooManyRequests, fmt.Sprintf("%d requests already waiting for replies here; retry later or elsewhere", submitsInFlightMax)
+	}
+	defer n.submitsInFlight.Add(-1)
 	max := n.genesis.Params.RequestBytesMax
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 		max = jsonBodyBytesMax

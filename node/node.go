@@ -36,6 +36,7 @@ const (
 	verifyQueueMax        = 4096 // frames the verifier holds off the transport
 	verifyBatchMax        = 32   // signatures per batch verification: past this the per-signature gain is small and the wait grows
 	replyTimeout          = 10 * time.Second
+	submitsInFlightMax    = 8192 // HTTP submits waiting for their replies at once
 	shutdownTimeout       = 5 * time.Second
 	httpReadHeaderTimeout = 5 * time.Second
 	fetchEntriesMax       = 256
@@ -107,6 +108,8 @@ type Node struct {
 
 	status atomic.Pointer[pbft.Status]
 	halted atomic.Pointer[string] // why this replica stopped voting or executing; nil while healthy
+
+	submitsInFlight atomic.Int64
 
 	httpServer *http.Server
 	apiAddr    string
