@@ -30,6 +30,13 @@ type adversary struct {
 	// batch; history recent envelopes it may replay.
 	pool    [][]byte
 	history []*Envelope
+	// rogue is a well-signed request of a client the genesis does not
+	// admit: the node must refuse any batch holding it (I3).
+	rogue []byte
+	// lies keeps, per replica and (view, seq), what it decided to send in
+	// place of its PRE-PREPARE, so that every peer hears the same lie (nil:
+	// the truth); the equivocating side gets its own.
+	lies map[lieKey][]*Envelope
 	// forgedViews: per replica, the views it sent a bad NEW-VIEW for. It
 	// stays quiet there afterwards, so that its core's true PRE-PREPAREs do
 	// not give the forgery away as an equivocation: the backups' own
@@ -37,8 +44,23 @@ type adversary struct {
 	forgedViews map[uint32]map[uint64]bool
 }
 
+// lieKey names one replica's PRE-PREPARE for one (view, seq), and the side
+// of the network it goes to.
+type lieKey struct {
+	replica   uint32
+	view, seq uint64
+	other     bool
+}
+
 func newAdversary(s *sim) *adversary {
-	a := &adversary{s: s, rng: s.rng, silentTo: make([]bool, s.n), otherSide: make([]bool, s.n), forgedViews: map[uint32]map[uint64]bool{}}
+	a := &adversary{s: s, rng: s.rng, silentTo: make([]bool, s.n), otherSide: make([]bool, s.n), forgedViews: map[uint32]map[uint64]bool{}, lies: map[lieKey][]*Envelope{}}
+	k := testKey(s.t, "rogue client", 0)
+	var signer Signer = crypto.NewSigner(k, s.chain)
+	if s.cheap {
+		signer = cheapSigner{pub: k.Public()}
+	}
+	body := codec.MustMarshal(&Request{Client: k.Public(), Seq: 1, Command: []byte("rogue")})
+	a.rogue = codec.MustMarshal(&SignedRequest{Body: body, Sig: signer.Sign(KindRequest.String(), body)})
 	s.byzOut = a.out
 	return a
 }
@@ -85,33 +107,19 @@ func (a *adversary) rewrite(from *simNode, to uint32, env *Envelope) []*Envelope
 	}
 	switch {
 	case m.PrePrepare != nil:
-		pp := *m.PrePrepare
-		if a.equivocate && a.otherSide[to] {
-			if batch, ok := a.otherBatch(env.Batch); ok {
-				pp.Digest = BatchDigest(pp.Timestamp, batch)
-				return []*Envelope{a.s.sealAs(id, KindPrePrepare, &pp, batch)}
+		key := lieKey{replica: id, view: m.PrePrepare.View, seq: m.PrePrepare.Seq, other: a.equivocate && a.otherSide[to]}
+		if lie, ok := a.lies[key]; ok {
+			if lie == nil {
+				return []*Envelope{env}
 			}
+			return lie
 		}
-		if a.chance(a.mutatePP) {
-			batch := env.Batch
-			switch a.rng.IntN(4) {
-			case 0:
-				pp.Seq = pp.Seq + 1 - uint64(2*a.rng.IntN(2))
-			case 1:
-				pp.View = pp.View + 1 - uint64(2*a.rng.IntN(2))
-			default:
-				var ok bool
-				if batch, ok = a.otherBatch(env.Batch); !ok {
-					batch = env.Batch
-				}
-				pp.Digest = BatchDigest(pp.Timestamp, batch)
-			}
-			mutated := a.s.sealAs(id, KindPrePrepare, &pp, batch)
-			if a.rng.IntN(2) == 0 {
-				return []*Envelope{mutated, env}
-			}
-			return []*Envelope{mutated}
+		lie := a.lieAbout(id, m.PrePrepare, env, key.other)
+		a.lies[key] = lie
+		if lie == nil {
+			return []*Envelope{env}
 		}
+		return lie
 	case m.Prepare != nil && a.chance(a.doubleVote):
 		p := *m.Prepare
 		p.Digest = a.digest()
@@ -136,6 +144,40 @@ func (a *adversary) rewrite(from *simNode, to uint32, env *Envelope) []*Envelope
 	return []*Envelope{env}
 }
 
+// lieAbout decides what replaces a PRE-PREPARE (nil: nothing): on the
+// equivocating side another batch; otherwise, now and then, a mutation:
+// seq ±1, view ±1, or a request changed or dropped; the truth may follow.
+func (a *adversary) lieAbout(id uint32, orig *PrePrepare, env *Envelope, otherSide bool) []*Envelope {
+	pp := *orig
+	if otherSide {
+		if batch, ok := a.otherBatch(env.Batch); ok {
+			pp.Digest = BatchDigest(pp.Timestamp, batch)
+			return []*Envelope{a.s.sealAs(id, KindPrePrepare, &pp, batch)}
+		}
+	}
+	if !a.chance(a.mutatePP) {
+		return nil
+	}
+	batch := env.Batch
+	switch a.rng.IntN(4) {
+	case 0:
+		pp.Seq = pp.Seq + 1 - uint64(2*a.rng.IntN(2))
+	case 1:
+		pp.View = pp.View + 1 - uint64(2*a.rng.IntN(2))
+	default:
+		var ok bool
+		if batch, ok = a.otherBatch(env.Batch); !ok {
+			batch = env.Batch
+		}
+		pp.Digest = BatchDigest(pp.Timestamp, batch)
+	}
+	mutated := a.s.sealAs(id, KindPrePrepare, &pp, batch)
+	if a.rng.IntN(2) == 0 {
+		return []*Envelope{mutated, env}
+	}
+	return []*Envelope{mutated}
+}
+
 // maybeBoth sends the forged message alone, or both (an equivocation).
 func (a *adversary) maybeBoth(real, forged *Envelope) []*Envelope {
 	if a.rng.IntN(2) == 0 {
@@ -152,8 +194,8 @@ func (a *adversary) digest() crypto.Digest {
 	return crypto.Hash([]byte("forged"), b[:])
 }
 
-// otherBatch returns a different valid batch: one request dropped, or one
-// valid request from the pool swapped in or added.
+// otherBatch returns a different batch: one request dropped, or a request
+// from the pool (or, now and then, the rogue one) swapped in or added.
 func (a *adversary) otherBatch(batch [][]byte) ([][]byte, bool) {
 	if len(batch) > 1 && a.rng.IntN(2) == 0 {
 		return append([][]byte(nil), batch[:len(batch)-1]...), true
@@ -162,6 +204,9 @@ func (a *adversary) otherBatch(batch [][]byte) ([][]byte, bool) {
 		return nil, false
 	}
 	extra := a.pool[a.rng.IntN(len(a.pool))]
+	if a.rng.IntN(8) == 0 {
+		extra = a.rogue
+	}
 	for _, raw := range batch {
 		if string(raw) == string(extra) {
 			return nil, false

@@ -107,7 +107,7 @@
 // of one replica with one key); an adversary (adversary_test.go) that
 // rewrites what Byzantine replicas send. It checks TESTING.md's I1 to I5 on
 // every action, I6 and bounded memory at the end of each run.
-// simulator_test.go runs the scenarios (TestSimulator, about 2,400 seeds by
+// simulator_test.go runs the scenarios (TestSimulator, about 2,000 seeds by
 // default, a subset with Ed25519 and the rest with a cheap hash signature),
 // including a negative control with f+1 Byzantine twins that must be caught
 // breaking agreement. ORDO_SIM_SEEDS=N runs N seeds per scenario (and for
