@@ -33,10 +33,7 @@ func measuring(t *testing.T) {
 func TestMeasureViewChange(t *testing.T) {
 	measuring(t)
 	const trials = 10
-	e := &env{t: t, dir: t.TempDir(), port: freeBase(t, 4)}
-	e.ordo = filepath.Join(e.dir, "bin", "ordo")
-	e.script("up", "--nodes", "4")
-	t.Cleanup(func() { e.script("down") })
+	e := upNetwork(t)
 	e.appendEvent(0, "m", 0)
 	var took []time.Duration
 	for trial := 1; trial <= trials; trial++ {
@@ -65,10 +62,7 @@ func TestMeasureViewChange(t *testing.T) {
 func TestMeasureWipeCatchUp(t *testing.T) {
 	measuring(t)
 	const entries = 10000
-	e := &env{t: t, dir: t.TempDir(), port: freeBase(t, 4)}
-	e.ordo = filepath.Join(e.dir, "bin", "ordo")
-	e.script("up", "--nodes", "4")
-	t.Cleanup(func() { e.script("down") })
+	e := upNetwork(t)
 	g, err := node.LoadGenesis(filepath.Join(e.dir, "genesis.json"))
 	if err != nil {
 		t.Fatal(err)

@@ -47,6 +47,18 @@ func freeBase(t *testing.T, n int) int {
 	return 0
 }
 
+// upNetwork starts four validators through the script in a fresh directory,
+// with vars in the environment of the build and the nodes, and stops them when
+// the test ends.
+func upNetwork(t *testing.T, vars ...string) *env {
+	t.Helper()
+	e := &env{t: t, dir: t.TempDir(), port: freeBase(t, 4), vars: vars}
+	e.ordo = filepath.Join(e.dir, "bin", "ordo")
+	e.script("up", "--nodes", "4")
+	t.Cleanup(func() { e.script("down") })
+	return e
+}
+
 func (e *env) script(args ...string) string {
 	e.t.Helper()
 	all := append(args, "--dir", e.dir)
@@ -163,10 +175,7 @@ func TestTestnetProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs four processes; covered in the full run")
 	}
-	e := &env{t: t, dir: t.TempDir(), port: freeBase(t, 4)}
-	e.ordo = filepath.Join(e.dir, "bin", "ordo")
-	e.script("up", "--nodes", "4")
-	t.Cleanup(func() { e.script("down") })
+	e := upNetwork(t)
 
 	for i := 0; i < 8; i++ {
 		e.appendEvent(i%4, "orders", i)
@@ -228,10 +237,7 @@ func TestByzantineValidator(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a test binary and runs four processes; covered in the full run")
 	}
-	e := &env{t: t, dir: t.TempDir(), port: freeBase(t, 4), vars: []string{"GOFLAGS=-tags=byzantine"}}
-	e.ordo = filepath.Join(e.dir, "bin", "ordo")
-	e.script("up", "--nodes", "4")
-	t.Cleanup(func() { e.script("down") })
+	e := upNetwork(t, "GOFLAGS=-tags=byzantine")
 	honest := []int{1, 2, 3}
 
 	// Node 0 is the primary of view 0: restart it as an equivocator.
@@ -286,10 +292,7 @@ func TestPrimaryCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs four processes through a view change; covered in the full run")
 	}
-	e := &env{t: t, dir: t.TempDir(), port: freeBase(t, 4)}
-	e.ordo = filepath.Join(e.dir, "bin", "ordo")
-	e.script("up", "--nodes", "4")
-	t.Cleanup(func() { e.script("down") })
+	e := upNetwork(t)
 
 	e.appendEvent(1, "vc", 0)
 	e.script("kill", "0")
