@@ -211,3 +211,31 @@ func BenchmarkMerkleRoot1000(b *testing.B) {
 		MerkleRoot(leaves)
 	}
 }
+
+func TestWeakKeys(t *testing.T) {
+	if testKey(t, 1).Public().Weak() {
+		t.Fatal("a generated key is judged weak")
+	}
+	// The identity point (y = 1) has order 1; y = -1 has order 2; 0xff…7f is
+	// not a valid encoding of a field element's point.
+	identity := PublicKey{1}
+	var order2 PublicKey
+	order2[0] = 0xec
+	for i := 1; i < 31; i++ {
+		order2[i] = 0xff
+	}
+	order2[31] = 0x7f
+	for name, k := range map[string]PublicKey{"identity": identity, "order 2": order2} {
+		if !k.Weak() {
+			t.Errorf("%s (%v) not judged weak", name, k)
+		}
+	}
+	// A forged "signature" verifies for the identity key under ZIP-215:
+	// that is why such keys are refused.
+	chain := Hash([]byte("c"))
+	var sig [SignatureSize]byte
+	sig[0] = 1 // R = identity, S = 0
+	if !Verify(identity, "request", chain, []byte("anything"), sig[:]) {
+		t.Fatal("expected ZIP-215 to accept a forgery for the identity key (the reason Weak exists)")
+	}
+}

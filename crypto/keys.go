@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/oasisprotocol/curve25519-voi/curve"
 	"github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
 
@@ -169,3 +170,19 @@ func ReadKeyFile(path string) (PrivateKey, error) {
 }
 
 var errKeyMismatch = errors.New("public_key does not match private_key")
+
+// Weak reports whether p is not a usable public key: not a valid curve point,
+// or a point of small order. Under ZIP-215 anyone can make signatures that
+// verify for a small-order key, so such a key must never identify a client or
+// a validator.
+func (p PublicKey) Weak() bool {
+	var y curve.CompressedEdwardsY
+	if _, err := y.SetBytes(p[:]); err != nil {
+		return true
+	}
+	var pt curve.EdwardsPoint
+	if _, err := pt.SetCompressedY(&y); err != nil {
+		return true
+	}
+	return pt.IsSmallOrder()
+}

@@ -277,6 +277,15 @@ func TestSubmitRefusesBadInput(t *testing.T) {
 	sr.Sig[0] ^= 1
 	badSig := codec.MustMarshal(&sr)
 	otherChain := pbft.SignRequest(crypto.NewSigner(c.client, crypto.Hash([]byte("other"))), 2, codec.MustMarshal(appendCmd("bad-input", 1)))
+	// The identity point as a client key: under ZIP-215 the "signature"
+	// (R = identity, S = 0) verifies for any message. Such keys are refused.
+	weakBody := codec.MustMarshal(&pbft.Request{Client: crypto.PublicKey{1}, Seq: 3, Command: codec.MustMarshal(appendCmd("bad-input", 2))})
+	forged := make([]byte, crypto.SignatureSize)
+	forged[0] = 1
+	if !crypto.Verify(crypto.PublicKey{1}, pbft.KindRequest.String(), chain, weakBody, forged) {
+		t.Fatal("the small-order forgery does not verify: the test no longer exercises admission")
+	}
+	weakKey := codec.MustMarshal(&pbft.SignedRequest{Body: weakBody, Sig: forged})
 
 	cases := []struct {
 		name   string
@@ -288,6 +297,7 @@ func TestSubmitRefusesBadInput(t *testing.T) {
 		{"other chain", otherChain, http.StatusUnauthorized, "bad_signature"},
 		{"garbage", []byte("not cbor"), http.StatusBadRequest, "malformed"},
 		{"too large", make([]byte, c.genesis.Params.RequestBytesMax+1), http.StatusRequestEntityTooLarge, "too_large"},
+		{"small-order client key", weakKey, http.StatusForbidden, "not_admitted"},
 	}
 	for _, tc := range cases {
 		resp, err := http.Post(c.url(0)+"/v1/requests", "application/cbor", bytes.NewReader(tc.body))

@@ -88,6 +88,9 @@ func (g *Genesis) Validate() error {
 			return fmt.Errorf("genesis: validators %d and %d share public key %v", j, i, v.PublicKey)
 		}
 		seen[v.PublicKey] = i
+		if v.PublicKey.Weak() {
+			return fmt.Errorf("genesis: validator %d's public key %v is not a usable Ed25519 key (small order or off the curve)", i, v.PublicKey)
+		}
 		if v.Name == "" {
 			return fmt.Errorf("genesis: validator %d has no name", i)
 		}
@@ -119,6 +122,11 @@ func (g *Genesis) Validate() error {
 		if len(g.Admission.Clients) == 0 {
 			return fmt.Errorf("genesis: admission allowlist is empty")
 		}
+		for i, k := range g.Admission.Clients {
+			if k.Weak() {
+				return fmt.Errorf("genesis: allowlisted client %d's key %v is not a usable Ed25519 key", i, k)
+			}
+		}
 	default:
 		return fmt.Errorf("genesis: admission mode %q, want %q or %q", g.Admission.Mode, AdmissionOpen, AdmissionAllowlist)
 	}
@@ -143,7 +151,8 @@ func (g *Genesis) Keys() []crypto.PublicKey {
 // F returns the number of faulty validators tolerated.
 func (g *Genesis) F() int { return pbft.MaxFaulty(len(g.Validators)) }
 
-// Admits reports whether the client key may submit requests.
+// Admits reports whether the client key may submit requests. Callers on a hot
+// path also refuse weak keys (see Node.admits).
 func (g *Genesis) Admits(k crypto.PublicKey) bool {
 	if g.Admission.Mode == AdmissionOpen {
 		return true

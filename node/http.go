@@ -157,8 +157,8 @@ func (n *Node) submitHTTP(w http.ResponseWriter, r *http.Request) (code string, 
 	if err != nil {
 		return "malformed", http.StatusBadRequest, err.Error()
 	}
-	if !n.genesis.Admits(req.Client) {
-		return "not_admitted", http.StatusForbidden, fmt.Sprintf("client %v is not admitted by genesis", req.Client)
+	if !n.admits(req.Client) {
+		return "not_admitted", http.StatusForbidden, fmt.Sprintf("client %v is not admitted (not on the genesis allowlist, or not a usable Ed25519 key)", req.Client)
 	}
 	h := crypto.Hash(raw)
 	if !n.verified.has(h) {

@@ -37,6 +37,7 @@ const (
 	verifyBatchMax        = 32   // signatures per batch verification: past this the per-signature gain is small and the wait grows
 	replyTimeout          = 10 * time.Second
 	submitsInFlightMax    = 8192 // HTTP submits waiting for their replies at once
+	admittedKeysMax       = 1 << 16
 	shutdownTimeout       = 5 * time.Second
 	httpReadHeaderTimeout = 5 * time.Second
 	fetchEntriesMax       = 256
@@ -95,6 +96,7 @@ type Node struct {
 	prunedAt      time.Time
 	lastTimestamp int64 // executor: log time of the applied head
 	verified      *requestCache
+	admitted      admittedKeys
 	replies       *replyTracker
 
 	submitCh     chan submission

@@ -203,7 +203,7 @@ func (n *Node) queueRequest(raw []byte, bv *crypto.BatchVerifier, it *inboundIte
 		n.metrics.refused("malformed_request")
 		return false
 	}
-	if !n.genesis.Admits(req.Client) {
+	if !n.admits(req.Client) {
 		n.metrics.refused("client_not_admitted")
 		return false
 	}
@@ -234,4 +234,29 @@ func (n *Node) route(it inboundItem) bool {
 		}
 	}
 	return true
+}
+
+// admittedKeys remembers the admission answer for client keys: checking a key
+// for small order decompresses a curve point, too slow to repeat per request.
+// Bounded: it starts afresh when full.
+type admittedKeys struct {
+	mu  sync.Mutex
+	ans map[crypto.PublicKey]bool
+}
+
+// admits reports whether a client key may submit: admitted by genesis and a
+// usable key (under ZIP-215 anyone can sign for a small-order key).
+func (n *Node) admits(k crypto.PublicKey) bool {
+	c := &n.admitted
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if ok, seen := c.ans[k]; seen {
+		return ok
+	}
+	if len(c.ans) >= admittedKeysMax || c.ans == nil {
+		c.ans = make(map[crypto.PublicKey]bool)
+	}
+	ok := n.genesis.Admits(k) && !k.Weak()
+	c.ans[k] = ok
+	return ok
 }

@@ -308,7 +308,12 @@ func TestAppendWithAnotherGenesisFails(t *testing.T) {
 }
 
 func TestAppendRefusedByAllowlist(t *testing.T) {
-	c := newCluster(t, "--clients", strings.Repeat("ab", 32))
+	// Admitted: some other client, not the one this test signs with.
+	other, err := crypto.NewKeyFromSeed(bytes.Repeat([]byte{0xab}, crypto.SeedSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCluster(t, "--clients", other.Public().String())
 	failOrdo(t, "not_admitted", c.appendArgs("--stream", "s", "--type", "t", "--data", "1")...)
 }
 
