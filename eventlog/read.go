@@ -61,21 +61,12 @@ func (l *Log) Entries(from uint64, limit int) ([]*Entry, error) {
 		defer it.Close()
 		size := 0
 		for it.Seek(entryKey(from)); it.ValidForPrefix(prefix) && len(out) < limit && size < EntriesBytesMax; it.Next() {
-			item := it.Item()
-			seq, err := decodeU64("entry key", item.Key()[1:])
-			if err != nil {
-				return err
-			}
-			v, err := item.ValueCopy(nil)
-			if err != nil {
-				return fmt.Errorf("read entry %d: %w", seq, err)
-			}
-			e, err := decodeStoredEntry(seq, v)
+			e, n, err := readEntryItem(it.Item())
 			if err != nil {
 				return err
 			}
 			out = append(out, e)
-			size += len(v)
+			size += n
 		}
 		return nil
 	})
@@ -83,6 +74,24 @@ func (l *Log) Entries(from uint64, limit int) ([]*Entry, error) {
 		return nil, fmt.Errorf("entries from %d: %w", from, err)
 	}
 	return out, nil
+}
+
+// readEntryItem decodes the entry an iterator stands on and returns the size
+// of its stored value.
+func readEntryItem(item *badger.Item) (*Entry, int, error) {
+	seq, err := decodeU64("entry key", item.Key()[1:])
+	if err != nil {
+		return nil, 0, err
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read entry %d: %w", seq, err)
+	}
+	e, err := decodeStoredEntry(seq, v)
+	if err != nil {
+		return nil, 0, err
+	}
+	return e, len(v), nil
 }
 
 // Walk calls fn for every entry in seq order, checking that each links to the
@@ -94,26 +103,17 @@ func (l *Log) Walk(fn func(*Entry) error) error {
 		defer it.Close()
 		prev, want := l.opts.Genesis, uint64(1)
 		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			item := it.Item()
-			seq, err := decodeU64("entry key", item.Key()[1:])
-			if err != nil {
-				return err
-			}
-			v, err := item.ValueCopy(nil)
-			if err != nil {
-				return fmt.Errorf("walk: read entry %d: %w", seq, err)
-			}
-			e, err := decodeStoredEntry(seq, v)
+			e, _, err := readEntryItem(it.Item())
 			if err != nil {
 				return fmt.Errorf("walk: %w", err)
 			}
-			if seq != want || e.PrevHash != prev {
-				return fmt.Errorf("walk: entry %d does not follow entry %d: %w", seq, want-1, ErrCorrupt)
+			if e.Seq != want || e.PrevHash != prev {
+				return fmt.Errorf("walk: entry %d does not follow entry %d: %w", e.Seq, want-1, ErrCorrupt)
 			}
 			if err := fn(e); err != nil {
 				return err
 			}
-			prev, want = e.Hash, seq+1
+			prev, want = e.Hash, e.Seq+1
 		}
 		return nil
 	})
