@@ -105,30 +105,24 @@ func (r *reader) print(e client.Event) error {
 // all prints up to r.limit events of $all from position from and returns the
 // position after the last one printed.
 func (r *reader) all(ctx context.Context, from uint64) (uint64, error) {
-	for left := r.limit; left > 0; {
-		p, err := r.cl.ReadAll(ctx, from, min(left, readPageMax), 0)
-		if err != nil {
-			return from, err
-		}
-		if len(p.Events) == 0 {
-			break
-		}
-		for _, e := range p.Events {
-			if err := r.print(e); err != nil {
-				return from, err
-			}
-			from = e.Position + 1
-		}
-		left -= len(p.Events)
-	}
-	return from, nil
+	return r.forwards(from, func(from uint64, n int) (*client.EventPage, error) {
+		return r.cl.ReadAll(ctx, from, n, 0)
+	}, func(e client.Event) uint64 { return e.Position + 1 })
 }
 
 // stream prints up to r.limit events of stream from version from and returns
 // the version after the last one printed.
 func (r *reader) stream(ctx context.Context, stream string, from uint64) (uint64, error) {
+	return r.forwards(from, func(from uint64, n int) (*client.EventPage, error) {
+		return r.cl.ReadStream(ctx, stream, from, n, false)
+	}, func(e client.Event) uint64 { return e.Version + 1 })
+}
+
+// forwards prints up to r.limit events, a page at a time, and returns the
+// cursor after the last one printed (next says what that is for an event).
+func (r *reader) forwards(from uint64, page func(from uint64, n int) (*client.EventPage, error), next func(client.Event) uint64) (uint64, error) {
 	for left := r.limit; left > 0; {
-		p, err := r.cl.ReadStream(ctx, stream, from, min(left, readPageMax), false)
+		p, err := page(from, min(left, readPageMax))
 		if err != nil {
 			return from, err
 		}
@@ -139,7 +133,7 @@ func (r *reader) stream(ctx context.Context, stream string, from uint64) (uint64
 			if err := r.print(e); err != nil {
 				return from, err
 			}
-			from = e.Version + 1
+			from = next(e)
 		}
 		left -= len(p.Events)
 	}
