@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"regexp"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -260,22 +259,8 @@ func badgerOptions(opts Options, logger *slog.Logger) badger.Options {
 		// generation numbers are handed out under a mutex: nothing conflicts.
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false).
-		WithLogger(badgerLogger{logger})
+		WithLogger(eventlog.BadgerLogger(logger))
 }
-
-// badgerLogger passes badger's warnings and errors to slog and drops the rest.
-type badgerLogger struct{ log *slog.Logger }
-
-func (b badgerLogger) Errorf(f string, args ...any) {
-	b.log.Error(strings.TrimSpace(fmt.Sprintf(f, args...)), "source", "badger")
-}
-
-func (b badgerLogger) Warningf(f string, args ...any) {
-	b.log.Warn(strings.TrimSpace(fmt.Sprintf(f, args...)), "source", "badger")
-}
-
-func (badgerLogger) Infof(string, ...any)  {}
-func (badgerLogger) Debugf(string, ...any) {}
 
 // Register adds a projection. It must be called before Start.
 func (e *Engine) Register(p Projection) error {

@@ -150,8 +150,12 @@ func badgerOptions(opts Options, logger *slog.Logger) badger.Options {
 		WithDetectConflicts(false).
 		// badger's expvar metrics are process-global; ordo exports its own.
 		WithMetricsEnabled(false).
-		WithLogger(badgerLogger{logger})
+		WithLogger(BadgerLogger(logger))
 }
+
+// BadgerLogger adapts slog for badger: warnings and errors pass, the rest is
+// dropped. Every badger instance in ordo logs through it.
+func BadgerLogger(l *slog.Logger) badger.Logger { return badgerLogger{l} }
 
 // badgerLogger passes badger's warnings and errors to slog and drops the rest.
 type badgerLogger struct{ log *slog.Logger }
