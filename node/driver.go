@@ -183,6 +183,16 @@ func (n *Node) carry(acts []pbft.Action) bool {
 	// deleted in one write.
 	del := n.prunable(n.persistedView)
 	set := map[string][]byte{}
+	// Envelopes are encoded once: the bytes persisted are the bytes sent.
+	encoded := map[*pbft.Envelope][]byte{}
+	encode := func(e *pbft.Envelope) []byte {
+		b, ok := encoded[e]
+		if !ok {
+			b = codec.MustMarshal(e)
+			encoded[e] = b
+		}
+		return b
+	}
 	view := n.persistedView
 	for _, a := range acts {
 		p, ok := a.(pbft.Persist)
@@ -193,7 +203,7 @@ func (n *Node) carry(acts []pbft.Action) bool {
 		for _, e := range p.Envelopes {
 			k := envKey(n.envCounter)
 			n.envCounter++
-			set[k] = codec.MustMarshal(e)
+			set[k] = encode(e)
 			n.persisted[k] = e
 		}
 	}
@@ -221,9 +231,9 @@ func (n *Node) carry(acts []pbft.Action) bool {
 	for _, a := range acts {
 		switch a := a.(type) {
 		case pbft.Broadcast:
-			n.host.Broadcast(frameOf(tagEnvelope, codec.MustMarshal(a.Env)))
+			n.host.Broadcast(frameOf(tagEnvelope, encode(a.Env)))
 		case pbft.Send:
-			n.host.Send(a.To, frameOf(tagEnvelope, codec.MustMarshal(a.Env)))
+			n.host.Send(a.To, frameOf(tagEnvelope, encode(a.Env)))
 		case pbft.Deliver:
 			it := execItem{seq: a.Seq, batch: a.Batch, cert: a.Cert}
 			select {
@@ -242,7 +252,9 @@ func (n *Node) carry(acts []pbft.Action) bool {
 // view this round makes durable. The pass runs when the view or the stable
 // checkpoint moved, else at most every pruneInterval.
 func (n *Node) prunable(view uint64) []string {
-	stable := n.replica.Status().StableCheckpoint
+	// The status published after the last round: its stable checkpoint's
+	// proof went to disk in that round's write.
+	stable := n.status.Load().StableCheckpoint
 	now := time.Now()
 	if view == n.prunedView && stable == n.prunedStable && now.Sub(n.prunedAt) < pruneInterval {
 		return nil
