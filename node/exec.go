@@ -176,11 +176,13 @@ type replyTracker struct {
 	need    int
 	waiters map[crypto.Digest][]*waiter
 	seqs    map[uint64]*seqReplies
-	top     uint64
+	self    uint32
+	top     uint64 // highest seq executed here
+	pruned  uint64 // seqs below this are gone
 }
 
-func newReplyTracker(need int) *replyTracker {
-	return &replyTracker{need: need, waiters: map[crypto.Digest][]*waiter{}, seqs: map[uint64]*seqReplies{}}
+func newReplyTracker(need int, self uint32) *replyTracker {
+	return &replyTracker{need: need, self: self, waiters: map[crypto.Digest][]*waiter{}, seqs: map[uint64]*seqReplies{}}
 }
 
 func (t *replyTracker) register(h crypto.Digest) *waiter {
@@ -230,21 +232,13 @@ func (t *replyTracker) executedLocal(e *eventlog.Entry, own *pbft.Envelope) {
 		}
 		delete(t.waiters, h)
 	}
-	sr.executed[ownReplica(own)] = own
-	sr.roots[ownReplica(own)] = e.ResultsRoot
+	sr.executed[t.self] = own
+	sr.roots[t.self] = e.ResultsRoot
 	if e.Seq > t.top {
 		t.top = e.Seq
 		t.prune()
 	}
 	t.complete(e.Seq, sr)
-}
-
-func ownReplica(e *pbft.Envelope) uint32 {
-	var ex pbft.Executed
-	if err := codec.Unmarshal(e.Body, &ex); err != nil {
-		panic("node: our own EXECUTED does not decode: " + err.Error())
-	}
-	return ex.Replica
 }
 
 // addExecuted records another replica's verified EXECUTED message.
@@ -293,10 +287,13 @@ func (t *replyTracker) complete(seq uint64, sr *seqReplies) {
 	sr.waiting = nil
 }
 
+// prune forgets the seqs that fell out of the kept window. addExecuted refuses
+// seqs below it, so deleting the newly stale ones is enough.
 func (t *replyTracker) prune() {
-	for s := range t.seqs {
-		if s+executedKeepSeqs <= t.top {
-			delete(t.seqs, s)
-		}
+	if t.top < executedKeepSeqs {
+		return
+	}
+	for ; t.pruned <= t.top-executedKeepSeqs; t.pruned++ {
+		delete(t.seqs, t.pruned)
 	}
 }
