@@ -124,6 +124,10 @@ func (n *Node) announce(a appliedBatch) {
 	})
 	n.host.Broadcast(frameOf(tagEnvelope, codec.MustMarshal(env)))
 	n.replies.executedLocal(e, env)
+	if n.halted.Load() != nil {
+		// The driver no longer runs to take notes; queueing them would only grow.
+		return
+	}
 	n.appliedMu.Lock()
 	n.appliedNotes = append(n.appliedNotes, appliedNote{
 		seq: e.Seq, timestamp: a.logTime, stateDigest: a.stateDigest, fetched: a.item.fetched, batch: a.item.batch,
