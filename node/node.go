@@ -236,7 +236,7 @@ func New(cfg Config) (*Node, error) {
 	}, state)
 	if err != nil {
 		n.closeStorage()
-		return nil, fmt.Errorf("node: pbft: %w", err)
+		return nil, fmt.Errorf("node: %w", err)
 	}
 	st := n.replica.Status()
 	n.status.Store(&st)
@@ -262,7 +262,7 @@ func New(cfg Config) (*Node, error) {
 	})
 	if err != nil {
 		n.closeStorage()
-		return nil, fmt.Errorf("node: p2p: %w", err)
+		return nil, fmt.Errorf("node: %w", err)
 	}
 	n.host.SetRequestHandler(n.serveFetch)
 	n.registerLive()
