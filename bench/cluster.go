@@ -63,6 +63,9 @@ type ClusterConfig struct {
 	// Keep leaves the cluster's directory (keys, genesis, data, node logs)
 	// in place after Stop.
 	Keep bool
+	// ProfileDir, if set, makes every node write a CPU profile of its whole
+	// run to ProfileDir/nodeI.cpu.pprof, complete once Stop returns.
+	ProfileDir string
 	// Log receives one line per step (may be nil).
 	Log io.Writer
 }
@@ -72,6 +75,7 @@ type Cluster struct {
 	Dir      string        // homes are Dir/nodeI
 	Genesis  *node.Genesis // open admission
 	BasePort int
+	profiles string
 	keep     bool
 	log      io.Writer
 	procs    []*nodeProc
@@ -93,14 +97,19 @@ func APIPort(base, i int) int { return base + i }
 // P2PPort is node i's libp2p port.
 func P2PPort(base, i int) int { return base + P2PPortOffset + i }
 
-// nodeArgs is the command line of node i, after the executable.
-func nodeArgs(home string, base, i int) []string {
-	return []string{
+// nodeArgs is the command line of node i, after the executable; profiles is
+// ClusterConfig.ProfileDir.
+func nodeArgs(home string, base, i int, profiles string) []string {
+	args := []string{
 		"node", "--home", home,
 		"--api", "127.0.0.1:" + strconv.Itoa(APIPort(base, i)),
 		"--p2p", p2pAddr(base, i),
 		"--log-level", "warn",
 	}
+	if profiles != "" {
+		args = append(args, "--cpuprofile", filepath.Join(profiles, "node"+strconv.Itoa(i)+".cpu.pprof"))
+	}
+	return args
 }
 
 func p2pAddr(base, i int) string {
@@ -177,7 +186,7 @@ func Launch(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("launch: temporary directory: %w", err)
 	}
-	c := &Cluster{Dir: dir, BasePort: base, keep: cfg.Keep, log: cfg.Log}
+	c := &Cluster{Dir: dir, BasePort: base, profiles: cfg.ProfileDir, keep: cfg.Keep, log: cfg.Log}
 	c.logf("creating a %d-node network in %s (API ports %d.., libp2p %d..)", cfg.Nodes, dir, base, P2PPort(base, 0))
 	if err := c.create(cfg.Nodes); err != nil {
 		c.keep = true
@@ -246,7 +255,7 @@ func (c *Cluster) start(exe string, i int) error {
 	if err != nil {
 		return fmt.Errorf("node%d log: %w", i, err)
 	}
-	cmd := exec.Command(exe, nodeArgs(home, c.BasePort, i)...)
+	cmd := exec.Command(exe, nodeArgs(home, c.BasePort, i, c.profiles)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()

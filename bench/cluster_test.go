@@ -16,11 +16,16 @@ import (
 // `ordo bench`; these tests cover its arguments and ports.
 
 func TestBenchNodeArgsFollowTheTestnetLayout(t *testing.T) {
-	got := nodeArgs("/tmp/x/node2", 7700, 2)
+	got := nodeArgs("/tmp/x/node2", 7700, 2, "")
 	want := []string{"node", "--home", "/tmp/x/node2", "--api", "127.0.0.1:7702",
 		"--p2p", "/ip4/127.0.0.1/tcp/7802", "--log-level", "warn"}
 	if !slices.Equal(got, want) {
 		t.Errorf("node args %q, want %q", got, want)
+	}
+	got = nodeArgs("/tmp/x/node2", 7700, 2, "/tmp/prof")
+	want = append(want, "--cpuprofile", "/tmp/prof/node2.cpu.pprof")
+	if !slices.Equal(got, want) {
+		t.Errorf("profiled node args %q, want %q", got, want)
 	}
 }
 

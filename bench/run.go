@@ -67,6 +67,9 @@ type Options struct {
 	// os.TempDir()); Keep leaves that directory in place.
 	ClusterParent string
 	Keep          bool
+	// ProfileDir, if set, receives a CPU profile of each local node
+	// (nodeI.cpu.pprof); see ClusterConfig.ProfileDir.
+	ProfileDir string
 	// Log receives one line per step; Progress, a progress bar; Logger, the
 	// clients' warnings about refused reply bundles. Each may be nil.
 	Log      io.Writer
@@ -129,7 +132,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 	r := &runner{o: o, sig: sig, started: started}
 	if len(o.Targets) == 0 {
 		cl, err := Launch(ctx, ClusterConfig{
-			Nodes: o.Nodes, Executable: o.Executable, ParentDir: o.ClusterParent, Keep: o.Keep, Log: o.Log,
+			Nodes: o.Nodes, Executable: o.Executable, ParentDir: o.ClusterParent, Keep: o.Keep, ProfileDir: o.ProfileDir, Log: o.Log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("bench: %w", err)

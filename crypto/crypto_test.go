@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
 
 func testKey(t testing.TB, b byte) PrivateKey {
@@ -237,5 +239,69 @@ func TestWeakKeys(t *testing.T) {
 	sig[0] = 1 // R = identity, S = 0
 	if !Verify(identity, "request", chain, []byte("anything"), sig[:]) {
 		t.Fatal("expected ZIP-215 to accept a forgery for the identity key (the reason Weak exists)")
+	}
+}
+
+// TestExpandedKeysAgreeWithPlainVerification checks the cached, expanded path
+// of Verify and BatchVerifier against the library's plain verification, for
+// good keys, weak keys, non-canonical encodings and bytes that are no point.
+func TestExpandedKeysAgreeWithPlainVerification(t *testing.T) {
+	chain := Hash([]byte("chain"))
+	good := testKey(t, 7)
+	body := []byte("body")
+	goodSig := NewSigner(good, chain).Sign("req", body)
+	forged := make([]byte, SignatureSize)
+	forged[0] = 1 // R = identity, S = 0: accepted for small-order keys under ZIP-215
+	notPoint := PublicKey{}
+	for i := range notPoint {
+		notPoint[i] = 0xff
+	}
+	notPoint[31] = 0x7f
+	nonCanonical := PublicKey{0xee} // y = p+1 ≡ 1, the identity, encoded non-canonically
+	for i := 1; i < 31; i++ {
+		nonCanonical[i] = 0xff
+	}
+	nonCanonical[31] = 0x7f
+	keys := map[string]PublicKey{
+		"good": good.Public(), "identity": {1}, "not a point": notPoint, "non-canonical identity": nonCanonical,
+		"other": testKey(t, 8).Public(),
+	}
+	for name, pub := range keys {
+		for sname, sig := range map[string][]byte{"good": goodSig, "forged": forged} {
+			want := ed25519.VerifyWithOptions(pub[:], SigningBytes("req", chain, body), sig, zip215)
+			// Twice: the second answer comes from the cache.
+			for round := 0; round < 2; round++ {
+				if got := Verify(pub, "req", chain, body, sig); got != want {
+					t.Errorf("%s key, %s signature, round %d: Verify %v, plain %v", name, sname, round, got, want)
+				}
+				bv := NewBatchVerifier(chain, 2)
+				bv.Add(good.Public(), "req", body, goodSig)
+				bv.Add(pub, "req", body, sig)
+				all, valid := bv.Verify()
+				if all != want || !valid[0] || valid[1] != want {
+					t.Errorf("%s key, %s signature, round %d: batch %v %v, plain %v", name, sname, round, all, valid, want)
+				}
+			}
+		}
+	}
+}
+
+func TestExpandedKeyCacheIsBounded(t *testing.T) {
+	for i := 0; i < expandedKeysMax+10; i++ {
+		var seed [32]byte
+		seed[0], seed[1], seed[2] = byte(i), byte(i>>8), 0xa5
+		k, err := NewKeyFromSeed(seed[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if expand(k.Public()) == nil {
+			t.Fatalf("key %d did not expand", i)
+		}
+		expandedKeys.Lock()
+		n := len(expandedKeys.m)
+		expandedKeys.Unlock()
+		if n > expandedKeysMax {
+			t.Fatalf("cache holds %d keys, bound %d", n, expandedKeysMax)
+		}
 	}
 }

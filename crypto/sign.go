@@ -83,7 +83,11 @@ func Verify(pub PublicKey, kind string, chain Digest, body, sig []byte) bool {
 	if len(sig) != SignatureSize {
 		return false
 	}
-	return ed25519.VerifyWithOptions(pub[:], SigningBytes(kind, chain, body), sig, zip215)
+	x := expand(pub)
+	if x == nil {
+		return false
+	}
+	return ed25519.VerifyExpandedWithOptions(x, SigningBytes(kind, chain, body), sig, zip215)
 }
 
 // BatchVerifier verifies many signatures at once, with the same ZIP-215 rules as
@@ -110,7 +114,12 @@ func (b *BatchVerifier) Add(pub PublicKey, kind string, body, sig []byte) {
 		b.short = append(b.short, true)
 		sig = make([]byte, SignatureSize)
 	}
-	b.bv.AddWithOptions(pub[:], SigningBytes(kind, b.chain, body), sig, zip215)
+	msg := SigningBytes(kind, b.chain, body)
+	if x := expand(pub); x != nil {
+		b.bv.AddExpandedWithOptions(x, msg, sig, zip215)
+	} else {
+		b.bv.AddWithOptions(pub[:], msg, sig, zip215) // marked invalid by the verifier
+	}
 	b.n++
 }
 

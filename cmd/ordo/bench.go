@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -36,6 +38,7 @@ func benchCommand() *cli.Command {
 			genesisFlag(),
 			&cli.StringFlag{Name: "key", Usage: "with --node and a genesis that admits only listed clients: an admitted key, shared by every client"},
 			&cli.BoolFlag{Name: "keep", Usage: "keep the local network's directory (keys, genesis, data, node logs)"},
+			&cli.StringFlag{Name: "profile", Usage: "write Go CPU profiles of the load generator (bench.cpu.pprof) and, for a local network, of every node (nodeI.cpu.pprof) into this directory"},
 			&cli.StringFlag{Name: "cluster-dir", Usage: "where the local network's temporary directory is made (default: the system's temp dir)"},
 		},
 		Action: runBench,
@@ -67,6 +70,13 @@ func runBench(c *cli.Context) error {
 			return err
 		}
 	}
+	if dir := strings.TrimSpace(c.String("profile")); dir != "" {
+		stop, err := benchProfiles(dir, &o)
+		if err != nil {
+			return err
+		}
+		defer stop(o.Logger)
+	}
 	res, err := bench.Run(c.Context, o)
 	if err != nil {
 		return err
@@ -78,6 +88,20 @@ func runBench(c *cli.Context) error {
 		fmt.Fprintf(c.App.ErrWriter, "ordo bench: report written to %s\n", out)
 	}
 	return printJSON(c.App.Writer, &res.Summary)
+}
+
+// benchProfiles makes dir, points the local nodes' profiles at it and starts
+// profiling this process, until the returned stop.
+func benchProfiles(dir string, o *bench.Options) (stop func(*slog.Logger), err error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("--profile: %w", err)
+	}
+	if err := os.MkdirAll(abs, 0o755); err != nil {
+		return nil, fmt.Errorf("--profile: %w", err)
+	}
+	o.ProfileDir = abs
+	return startCPUProfile(filepath.Join(abs, "bench.cpu.pprof"))
 }
 
 // benchTargets fills o for a running network: its URLs, the genesis the

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -24,6 +26,7 @@ func nodeCommand() *cli.Command {
 			&cli.StringFlag{Name: "api", Usage: "HTTP API listen address", Value: defaultAPIListen},
 			&cli.StringFlag{Name: "p2p", Usage: "libp2p listen multiaddr (default: this validator's p2p_addrs in genesis)"},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
+			&cli.StringFlag{Name: "cpuprofile", Usage: "write a Go CPU profile of the whole run to this file (written when the node stops)"},
 		}, byzantineFlags()...),
 		Action: runNode,
 	}
@@ -42,6 +45,13 @@ func runNode(c *cli.Context) error {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: level}))
+	if path := strings.TrimSpace(c.String("cpuprofile")); path != "" {
+		stop, err := startCPUProfile(path)
+		if err != nil {
+			return err
+		}
+		defer stop(logger)
+	}
 	err = node.Run(c.Context, node.RunConfig{
 		Home:      home,
 		APIListen: c.String("api"),
@@ -53,6 +63,24 @@ func runNode(c *cli.Context) error {
 		return err
 	}
 	return nil
+}
+
+// startCPUProfile profiles the process into path until the returned stop.
+func startCPUProfile(path string) (stop func(*slog.Logger), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("--cpuprofile: %w", err)
+	}
+	return func(log *slog.Logger) {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			log.Error("writing the CPU profile", "path", path, "err", err)
+		}
+	}, nil
 }
 
 func parseLogLevel(s string) (slog.Level, error) {
