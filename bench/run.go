@@ -216,6 +216,7 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 func (r *runner) clients() ([]Submitter, int, error) {
 	shared := r.genesis.Admission.Mode != node.AdmissionOpen
 	out := make([]Submitter, r.o.Clients)
+	statements := client.NewStatementCache()
 	for i := range out {
 		key := r.o.Key
 		if !shared {
@@ -232,6 +233,7 @@ func (r *runner) clients() ([]Submitter, int, error) {
 		c, err := client.New(client.Config{
 			Nodes: nodes, Key: key, Chain: r.genesis.Hash(), Validators: r.genesis.Keys(),
 			RequestBytesMax: r.genesis.Params.RequestBytesMax, HTTPClient: r.http, Logger: r.o.Logger,
+			Statements: statements,
 		})
 		if err != nil {
 			return nil, 0, err

@@ -30,8 +30,9 @@ type Bundle struct {
 // agree on (seq, results root), a result bound to this request,
 // and a Merkle path from that result to the agreed root. The result's own
 // EntrySeq may be older than the bundle's: a retry of an executed request is
-// answered, in a later batch, with the original result.
-func verifyBundle(body, request []byte, validators []crypto.PublicKey, chain crypto.Digest) (*Reply, error) {
+// answered, in a later batch, with the original result. Signatures found in
+// verified (which may be nil) are not checked again; new good ones are added.
+func verifyBundle(body, request []byte, validators []crypto.PublicKey, chain crypto.Digest, verified *StatementCache) (*Reply, error) {
 	var b Bundle
 	if err := json.Unmarshal(body, &b); err != nil {
 		return nil, fmt.Errorf("%w: malformed bundle: %v", ErrBadReply, err)
@@ -77,8 +78,12 @@ func verifyBundle(body, request []byte, validators []crypto.PublicKey, chain cry
 		} else if ex.ResultsRoot != agreed.ResultsRoot {
 			return nil, fmt.Errorf("%w: replicas %d and %d disagree on the results of seq %d", ErrBadReply, agreed.Replica, ex.Replica, ex.Seq)
 		}
-		if !m.VerifySignature(validators, chain) {
-			return nil, fmt.Errorf("%w: EXECUTED from replica %d has a bad signature", ErrBadReply, ex.Replica)
+		key := statementKey(chain, validators[m.From], raw)
+		if !verified.has(key) {
+			if !m.VerifySignature(validators, chain) {
+				return nil, fmt.Errorf("%w: EXECUTED from replica %d has a bad signature", ErrBadReply, ex.Replica)
+			}
+			verified.add(key)
 		}
 	}
 	result, err := codec.Canonical[ledger.Result](b.ResultBytes)

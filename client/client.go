@@ -92,6 +92,10 @@ type Config struct {
 	// Logger receives a warning for every node whose answer is refused
 	// (default slog.Default()).
 	Logger *slog.Logger
+	// Statements, if set, is shared with other clients of the same network so
+	// that each EXECUTED signature is verified once per batch, not once per
+	// request (default: a cache of this client's own).
+	Statements *StatementCache
 }
 
 // Client talks to an ordo network. It is safe for concurrent use.
@@ -104,6 +108,7 @@ type Client struct {
 	requestBytesMax int
 	http            *http.Client
 	log             *slog.Logger
+	statements      *StatementCache
 	// preferred is the index of the node that last answered well; attempts
 	// start there so one dead node does not cost every call a timeout.
 	preferred atomic.Int64
@@ -136,6 +141,10 @@ func New(cfg Config) (*Client, error) {
 		requestBytesMax: cfg.RequestBytesMax,
 		http:            cfg.HTTPClient,
 		log:             cfg.Logger,
+		statements:      cfg.Statements,
+	}
+	if c.statements == nil {
+		c.statements = NewStatementCache()
 	}
 	if c.timeout < 0 {
 		return nil, fmt.Errorf("client: negative timeout %v", c.timeout)
@@ -253,7 +262,7 @@ func (c *Client) Submit(ctx context.Context, cmd ledger.Command) (*Reply, error)
 			// A 409 without EXECUTED statements is the node's own refusal.
 			return answerError(node, status, body)
 		}
-		r, verr := verifyBundle(body, req, c.validators, c.chain)
+		r, verr := verifyBundle(body, req, c.validators, c.chain, c.statements)
 		if verr != nil {
 			c.log.Warn("node sent a reply bundle that fails verification; trying another node",
 				"node", node, "err", verr)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -242,7 +243,7 @@ func TestVerifyBundleIgnoresEntryHash(t *testing.T) {
 		Seq: testEntrySeq, ResultsRoot: rootOf(t, b), EntryHash: crypto.Hash([]byte("odd")), Replica: 1,
 	})
 	b.Executed[1] = codec.MustMarshal(env)
-	if _, err := verifyBundle(mustJSON(t, b), req, tn.pubs, tn.chain); err != nil {
+	if _, err := verifyBundle(mustJSON(t, b), req, tn.pubs, tn.chain, nil); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -257,7 +258,7 @@ func TestVerifyBundleAcceptsOriginalResultOfRetry(t *testing.T) {
 	root := crypto.MerkleRoot([][]byte{leaf})
 	b := &Bundle{EntrySeq: testEntrySeq, ResultBytes: leaf, ResultIndex: 0, ResultCount: 1,
 		Executed: [][]byte{tn.executed(0, 0, testEntrySeq, root), tn.executed(2, 2, testEntrySeq, root)}}
-	r, err := verifyBundle(mustJSON(t, b), req, tn.pubs, tn.chain)
+	r, err := verifyBundle(mustJSON(t, b), req, tn.pubs, tn.chain, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -376,14 +377,14 @@ func TestVerifyBundleRefusesForgeries(t *testing.T) {
 	tn := newTestNet(t, 4)
 	req := pbft.SignRequest(crypto.NewSigner(tn.client, tn.chain), 1, []byte("cmd"))
 	good := mustJSON(t, tn.bundleFor(t, req, 0, 1))
-	if _, err := verifyBundle(good, req, tn.pubs, tn.chain); err != nil {
+	if _, err := verifyBundle(good, req, tn.pubs, tn.chain, nil); err != nil {
 		t.Fatalf("the unmodified bundle fails: %v", err)
 	}
 	for _, f := range forgeries() {
 		t.Run(f.name, func(t *testing.T) {
 			b := tn.bundleFor(t, req, 0, 1)
 			f.mutate(t, tn, req, b)
-			_, err := verifyBundle(mustJSON(t, b), req, tn.pubs, tn.chain)
+			_, err := verifyBundle(mustJSON(t, b), req, tn.pubs, tn.chain, nil)
 			if err == nil {
 				t.Fatal("forged bundle accepted")
 			}
@@ -396,12 +397,12 @@ func TestVerifyBundleRefusesForgeries(t *testing.T) {
 		})
 	}
 	t.Run("malformed JSON", func(t *testing.T) {
-		if _, err := verifyBundle([]byte(`{"executed":`), req, tn.pubs, tn.chain); !errors.Is(err, ErrBadReply) {
+		if _, err := verifyBundle([]byte(`{"executed":`), req, tn.pubs, tn.chain, nil); !errors.Is(err, ErrBadReply) {
 			t.Fatalf("got %v", err)
 		}
 	})
 	t.Run("a client with another genesis", func(t *testing.T) {
-		if _, err := verifyBundle(good, req, tn.pubs, crypto.Hash([]byte("x"))); !errors.Is(err, ErrBadReply) {
+		if _, err := verifyBundle(good, req, tn.pubs, crypto.Hash([]byte("x")), nil); !errors.Is(err, ErrBadReply) {
 			t.Fatalf("got %v", err)
 		}
 	})
@@ -649,5 +650,58 @@ func TestNextSeqIsStrictlyIncreasing(t *testing.T) {
 	// Seqs follow the wall clock, so a later process keeps increasing.
 	if s := nextSeq(); s < uint64(time.Now().Add(-time.Minute).UnixNano()) {
 		t.Errorf("seq %d is not wall-clock based", s)
+	}
+}
+
+// A shared statement cache skips only signatures it saw verify, under the
+// same chain and validator key: with a warm cache every forgery is still
+// refused, and so is the good bundle under another chain.
+func TestVerifyBundleWithSharedStatementCache(t *testing.T) {
+	tn := newTestNet(t, 4)
+	req := pbft.SignRequest(crypto.NewSigner(tn.client, tn.chain), 1, []byte("cmd"))
+	cache := NewStatementCache()
+	good := mustJSON(t, tn.bundleFor(t, req, 0, 1))
+	if _, err := verifyBundle(good, req, tn.pubs, tn.chain, cache); err != nil {
+		t.Fatalf("the unmodified bundle fails: %v", err)
+	}
+	if len(cache.m) != 2 {
+		t.Fatalf("cache holds %d statements after one bundle of 2, want 2", len(cache.m))
+	}
+	if _, err := verifyBundle(good, req, tn.pubs, tn.chain, cache); err != nil || len(cache.m) != 2 {
+		t.Fatalf("second verification: %v, cache %d", err, len(cache.m))
+	}
+	for _, f := range forgeries() {
+		t.Run(f.name, func(t *testing.T) {
+			b := tn.bundleFor(t, req, 0, 1)
+			f.mutate(t, tn, req, b)
+			if _, err := verifyBundle(mustJSON(t, b), req, tn.pubs, tn.chain, cache); !errors.Is(err, ErrBadReply) {
+				t.Fatalf("forged bundle with a warm cache: %v", err)
+			}
+		})
+	}
+	if _, err := verifyBundle(good, req, tn.pubs, crypto.Hash([]byte("x")), cache); !errors.Is(err, ErrBadReply) {
+		t.Fatalf("another chain with a warm cache: %v", err)
+	}
+	// The cache is what vouches: a statement put in by hand is not checked.
+	b := tn.bundleFor(t, req, 0, 1)
+	env, err := pbft.DecodeEnvelope(b.Executed[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Sig[0] ^= 1
+	b.Executed[1] = codec.MustMarshal(env)
+	cache.add(statementKey(tn.chain, tn.pubs[1], b.Executed[1]))
+	if _, err := verifyBundle(mustJSON(t, b), req, tn.pubs, tn.chain, cache); err != nil {
+		t.Fatalf("a cached statement was checked again: %v", err)
+	}
+}
+
+func TestStatementCacheIsBounded(t *testing.T) {
+	c := NewStatementCache()
+	for i := 0; i < StatementsMax+10; i++ {
+		c.add(crypto.Hash([]byte(strconv.Itoa(i))))
+		if len(c.m) > StatementsMax {
+			t.Fatalf("cache holds %d, bound %d", len(c.m), StatementsMax)
+		}
 	}
 }

@@ -22,7 +22,7 @@ func FuzzVerifyBundle(f *testing.F) {
 	f.Add([]byte(`[]`))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, body []byte) {
-		r, err := verifyBundle(body, req, tn.pubs, tn.chain)
+		r, err := verifyBundle(body, req, tn.pubs, tn.chain, nil)
 		if err != nil {
 			return
 		}
