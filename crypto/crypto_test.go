@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -112,6 +113,27 @@ func TestKeyFile(t *testing.T) {
 	}
 }
 
+// largestPowerOfTwoBelow returns the largest power of two strictly less than n (n ≥ 2).
+func largestPowerOfTwoBelow(n int) int {
+	k := 1
+	for k<<1 < n {
+		k <<= 1
+	}
+	return k
+}
+
+// referencePath is RFC 6962 §2.1.1's audit path, from its recursive definition.
+func referencePath(leaves [][]byte, index int) []Digest {
+	if len(leaves) <= 1 {
+		return nil
+	}
+	k := largestPowerOfTwoBelow(len(leaves))
+	if index < k {
+		return append(referencePath(leaves[:k], index), referenceRoot(leaves[k:]))
+	}
+	return append(referencePath(leaves[k:], index-k), referenceRoot(leaves[:k]))
+}
+
 // referenceRoot is RFC 6962 §2.1 written directly from its recursive definition.
 func referenceRoot(leaves [][]byte) Digest {
 	switch len(leaves) {
@@ -126,7 +148,7 @@ func referenceRoot(leaves [][]byte) Digest {
 }
 
 func TestMerkleRootAndProofs(t *testing.T) {
-	for n := 0; n <= 33; n++ {
+	for n := 0; n <= 70; n++ {
 		leaves := make([][]byte, n)
 		for i := range leaves {
 			leaves[i] = []byte(fmt.Sprintf("leaf-%d", i))
@@ -135,10 +157,20 @@ func TestMerkleRootAndProofs(t *testing.T) {
 		if root != referenceRoot(leaves) {
 			t.Fatalf("n=%d: root differs from the RFC 6962 definition", n)
 		}
+		tree := NewMerkleTree(leaves)
+		if tree.Root() != root || tree.Size() != n {
+			t.Fatalf("n=%d: tree root %v size %d, want %v %d", n, tree.Root(), tree.Size(), root, n)
+		}
+		if _, err := tree.Proof(n); err == nil {
+			t.Fatalf("n=%d: proof for index %d given", n, n)
+		}
 		for i := 0; i < n; i++ {
 			proof, err := InclusionProof(leaves, i)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if want := referencePath(leaves, i); !slices.Equal(proof, want) {
+				t.Fatalf("n=%d i=%d: path %v, RFC 6962 says %v", n, i, proof, want)
 			}
 			if err := VerifyInclusion(leaves[i], uint64(i), uint64(n), proof, root); err != nil {
 				t.Fatalf("n=%d i=%d: %v", n, i, err)
@@ -211,6 +243,23 @@ func BenchmarkMerkleRoot1000(b *testing.B) {
 	}
 	for i := 0; i < b.N; i++ {
 		MerkleRoot(leaves)
+	}
+}
+
+// BenchmarkMerkleProofs1000 is what a gateway does for a batch of 1,000
+// waiting requests: one tree, then every proof.
+func BenchmarkMerkleProofs1000(b *testing.B) {
+	leaves := make([][]byte, 1000)
+	for i := range leaves {
+		leaves[i] = bytes.Repeat([]byte{byte(i)}, 32)
+	}
+	for i := 0; i < b.N; i++ {
+		tree := NewMerkleTree(leaves)
+		for j := range leaves {
+			if _, err := tree.Proof(j); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 }
 

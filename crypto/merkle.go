@@ -54,35 +54,66 @@ func MerkleRootOfLeafHashes(hashes []Digest) Digest {
 }
 
 // InclusionProof returns the RFC 6962 audit path for leaf index in leaves.
+// For more than one proof over the same leaves, build a MerkleTree once.
 func InclusionProof(leaves [][]byte, index int) ([]Digest, error) {
-	if index < 0 || index >= len(leaves) {
-		return nil, fmt.Errorf("inclusion proof: index %d outside %d leaves", index, len(leaves))
-	}
-	hashes := make([]Digest, len(leaves))
+	return NewMerkleTree(leaves).Proof(index)
+}
+
+// MerkleTree keeps every level of an RFC 6962 tree, so that each inclusion
+// proof costs O(log n) instead of rehashing the tree.
+type MerkleTree struct {
+	levels [][]Digest // levels[0] are the leaf hashes; the last level is the root
+}
+
+// NewMerkleTree hashes leaves into a tree.
+func NewMerkleTree(leaves [][]byte) *MerkleTree {
+	level := make([]Digest, len(leaves))
 	for i, l := range leaves {
-		hashes[i] = LeafHash(l)
+		level[i] = LeafHash(l)
 	}
-	return path(hashes, index), nil
+	t := &MerkleTree{levels: [][]Digest{level}}
+	// The same pairing as MerkleRootOfLeafHashes: an odd last node moves up
+	// unchanged, which is RFC 6962's split at the largest power of two.
+	for len(level) > 1 {
+		next := make([]Digest, 0, (len(level)+1)/2)
+		for i := 0; i+1 < len(level); i += 2 {
+			next = append(next, nodeHash(level[i], level[i+1]))
+		}
+		if len(level)%2 == 1 {
+			next = append(next, level[len(level)-1])
+		}
+		t.levels = append(t.levels, next)
+		level = next
+	}
+	return t
 }
 
-func path(hashes []Digest, index int) []Digest {
-	if len(hashes) <= 1 {
-		return nil
+// Size is the number of leaves.
+func (t *MerkleTree) Size() int { return len(t.levels[0]) }
+
+// Root is the tree's Merkle Tree Hash (MerkleRoot of its leaves).
+func (t *MerkleTree) Root() Digest {
+	top := t.levels[len(t.levels)-1]
+	if len(top) == 0 {
+		return Hash()
 	}
-	k := largestPowerOfTwoBelow(len(hashes))
-	if index < k {
-		return append(path(hashes[:k], index), MerkleRootOfLeafHashes(hashes[k:]))
-	}
-	return append(path(hashes[k:], index-k), MerkleRootOfLeafHashes(hashes[:k]))
+	return top[0]
 }
 
-// largestPowerOfTwoBelow returns the largest power of two strictly less than n (n ≥ 2).
-func largestPowerOfTwoBelow(n int) int {
-	k := 1
-	for k<<1 < n {
-		k <<= 1
+// Proof returns the audit path of leaf index, leaf to root.
+func (t *MerkleTree) Proof(index int) ([]Digest, error) {
+	if index < 0 || index >= t.Size() {
+		return nil, fmt.Errorf("inclusion proof: index %d outside %d leaves", index, t.Size())
 	}
-	return k
+	proof := make([]Digest, 0, len(t.levels)-1)
+	for _, level := range t.levels[:len(t.levels)-1] {
+		// A node without a right sibling moves up unchanged: no proof step.
+		if sib := index ^ 1; sib < len(level) {
+			proof = append(proof, level[sib])
+		}
+		index >>= 1
+	}
+	return proof, nil
 }
 
 // ErrBadProof is returned when an inclusion proof does not lead to the root.

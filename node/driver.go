@@ -128,6 +128,7 @@ func (n *Node) runDriver() {
 		case <-n.appliedKick:
 			acts = n.noteApplied(acts)
 		}
+		start := time.Now()
 	drain:
 		for i := 0; i < driverDrainMax; i++ {
 			select {
@@ -145,6 +146,7 @@ func (n *Node) runDriver() {
 		acts = acts[:0]
 		st := n.replica.Status()
 		n.status.Store(&st)
+		since(n.metrics.roundSeconds, start)
 	}
 }
 
@@ -213,6 +215,7 @@ func (n *Node) carry(acts []pbft.Action) bool {
 		set[metaView] = b[:]
 	}
 	if len(set) > 0 || len(del) > 0 {
+		start := time.Now()
 		if err := n.proto.PutMeta(set, del, len(set) > 0); err != nil {
 			n.halt("persisting protocol state failed; this replica stops voting", err)
 			return false
@@ -223,6 +226,7 @@ func (n *Node) carry(acts []pbft.Action) bool {
 		}
 		if len(set) > 0 {
 			n.metrics.fsyncs.Inc()
+			since(n.metrics.protocolWrite, start)
 		}
 	}
 	if n.cfg.Byzantine != "" {

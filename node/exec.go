@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/ordoledger/ordo/codec"
 	"github.com/ordoledger/ordo/crypto"
@@ -57,11 +58,13 @@ func (n *Node) runExecutor() {
 		if len(done) == 0 {
 			continue
 		}
+		start := time.Now()
 		if err := n.store.Sync(); err != nil {
 			n.halt("syncing applied batches failed; execution stops", err)
 			return
 		}
 		n.metrics.fsyncs.Inc()
+		since(n.metrics.logSyncSeconds, start)
 		for _, a := range done {
 			n.announce(a)
 		}
@@ -90,7 +93,9 @@ func (n *Node) execute(it execItem) (appliedBatch, bool) {
 		return appliedBatch{}, true
 	}
 	logTime := logTimeAfter(n.lastTimestamp, it.cert.Timestamp)
+	start := time.Now()
 	e, err := applyBatch(n.store, n.machine, &it.cert, it.batch, logTime)
+	since(n.metrics.applySeconds, start)
 	if errors.Is(err, eventlog.ErrOutOfOrder) {
 		return appliedBatch{}, true
 	}
@@ -118,6 +123,7 @@ func (n *Node) announce(a appliedBatch) {
 	n.appliedSeq.Store(e.Seq)
 	n.metrics.batches.Inc()
 	n.metrics.requests.Add(float64(len(e.Requests)))
+	n.metrics.batchRequests.Observe(float64(len(e.Requests)))
 	n.metrics.events.Add(float64(e.EventCount))
 	env := pbft.Seal(n.signer, pbft.KindExecuted, &pbft.Executed{
 		Seq: e.Seq, ResultsRoot: e.ResultsRoot, EntryHash: e.Hash, Replica: n.self,
@@ -158,6 +164,7 @@ type waiter struct {
 type localResult struct {
 	root    crypto.Digest
 	results [][]byte
+	tree    *crypto.MerkleTree // built for the first proof asked of this batch
 }
 
 type seqReplies struct {
@@ -274,8 +281,11 @@ func (t *replyTracker) complete(seq uint64, sr *seqReplies) {
 	if len(envs) < t.need {
 		return
 	}
+	if sr.local.tree == nil {
+		sr.local.tree = crypto.NewMerkleTree(sr.local.results)
+	}
 	for _, p := range sr.waiting {
-		proof, err := crypto.InclusionProof(sr.local.results, p.index)
+		proof, err := sr.local.tree.Proof(p.index)
 		if err != nil {
 			panic("node: result index outside its own batch: " + err.Error())
 		}

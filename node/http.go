@@ -108,9 +108,12 @@ type bundleJSON struct {
 }
 
 func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	code, status, msg := n.submitHTTP(w, r)
 	n.metrics.submits.WithLabelValues(code).Inc()
-	if status != http.StatusOK {
+	if status == http.StatusOK {
+		since(n.metrics.submitSeconds, start)
+	} else {
 		writeError(w, status, code, msg)
 	}
 }

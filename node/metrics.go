@@ -1,6 +1,8 @@
 package node
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ordoledger/ordo/p2p"
@@ -19,6 +21,23 @@ type metrics struct {
 	fsyncs   prometheus.Counter
 	fetched  prometheus.Counter
 	halted   prometheus.Gauge
+
+	// Where the time goes, per stage.
+	submitSeconds   prometheus.Histogram // HTTP submit to verified reply bundle
+	roundSeconds    prometheus.Histogram // one driver round: inputs, protocol write, sends
+	protocolWrite   prometheus.Histogram // the group-committed protocol-state write
+	verifySeconds   prometheus.Histogram // decoding and batch-verifying one chunk of inbound frames
+	applySeconds    prometheus.Histogram // applying one committed batch (before the fsync)
+	logSyncSeconds  prometheus.Histogram // the executor's group fsync
+	batchRequests   prometheus.Histogram // requests per executed batch
+	verifyChunkSigs prometheus.Histogram // signatures per verification chunk
+}
+
+// secondsBuckets span 50 µs to about 3.3 s.
+var secondsBuckets = prometheus.ExponentialBuckets(50e-6, 2, 17)
+
+func histogram(name, help string, buckets []float64) prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
 }
 
 func newMetrics() *metrics {
@@ -36,13 +55,27 @@ func newMetrics() *metrics {
 		fsyncs:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ordo_protocol_fsyncs_total", Help: "Group-committed writes of protocol state (each before votes leave)."}),
 		fetched:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ordo_entries_fetched_total", Help: "Entries fetched from peers while catching up."}),
 		halted:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "ordo_halted", Help: "1 when storage failed and this replica stopped voting or executing."}),
+
+		submitSeconds:   histogram("ordo_submit_seconds", "HTTP submits answered with a reply bundle: from the request's arrival to the answer.", secondsBuckets),
+		roundSeconds:    histogram("ordo_driver_round_seconds", "One round of the protocol driver: its inputs, the protocol-state write and the sends.", secondsBuckets),
+		protocolWrite:   histogram("ordo_protocol_write_seconds", "The durable write of a round's protocol state, before its votes leave.", secondsBuckets),
+		verifySeconds:   histogram("ordo_verify_seconds", "Decoding and batch-verifying one chunk of inbound frames.", secondsBuckets),
+		applySeconds:    histogram("ordo_apply_seconds", "Applying one committed batch to the log and ledger (before the fsync).", secondsBuckets),
+		logSyncSeconds:  histogram("ordo_log_sync_seconds", "The executor's group fsync of applied batches.", secondsBuckets),
+		batchRequests:   histogram("ordo_batch_requests", "Client requests per executed batch.", prometheus.ExponentialBuckets(1, 2, 12)),
+		verifyChunkSigs: histogram("ordo_verify_chunk_signatures", "Signatures checked together in one verification chunk.", prometheus.ExponentialBuckets(1, 2, 12)),
 	}
 	m.reg.MustRegister(m.refusals, m.submits, m.batches, m.requests, m.events, m.fsyncs, m.fetched, m.halted,
+		m.submitSeconds, m.roundSeconds, m.protocolWrite, m.verifySeconds, m.applySeconds, m.logSyncSeconds,
+		m.batchRequests, m.verifyChunkSigs,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }
 
 func (m *metrics) refused(reason string) { m.refusals.WithLabelValues(reason).Inc() }
+
+// since observes the seconds elapsed since start.
+func since(h prometheus.Histogram, start time.Time) { h.Observe(time.Since(start).Seconds()) }
 
 // registerLive exports the transport's counters and the core's position as
 // they are when scraped.

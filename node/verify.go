@@ -2,6 +2,7 @@ package node
 
 import (
 	"sync"
+	"time"
 
 	"github.com/ordoledger/ordo/crypto"
 	"github.com/ordoledger/ordo/p2p"
@@ -112,6 +113,7 @@ func (n *Node) runVerifier() {
 
 // verifyAndRoute returns false when the node is stopping.
 func (n *Node) verifyAndRoute(frames []p2p.Inbound) bool {
+	start := time.Now()
 	bv := crypto.NewBatchVerifier(n.chain, len(frames))
 	items := make([]inboundItem, 0, len(frames))
 	for _, f := range frames {
@@ -121,6 +123,8 @@ func (n *Node) verifyAndRoute(frames []p2p.Inbound) bool {
 		}
 	}
 	_, valid := bv.Verify()
+	n.metrics.verifyChunkSigs.Observe(float64(bv.Len()))
+	since(n.metrics.verifySeconds, start)
 	for _, it := range items {
 		good := true
 		for i := it.sigFirst; i < it.sigFirst+it.sigCount; i++ {
