@@ -102,6 +102,11 @@ type Tx struct {
 	timestamp    int64
 	nextPosition uint64
 	done         bool
+	// What this transaction learnt of the indexes, so that AppendEvents does
+	// not repeat the executor's own lookups. Only AppendEvents writes stream
+	// heads and ID keys, and it keeps both maps exact; they grow with the batch.
+	heads  map[string]int64      // stream → version of its last event (-1: none)
+	absent map[[16]byte]struct{} // IDs looked up and not found, nor appended since
 }
 
 // Seq is the seq of the entry being applied.
@@ -146,22 +151,43 @@ func (tx *Tx) StreamVersion(stream string) (int64, error) {
 	if err := checkStreamName(stream); err != nil {
 		return 0, err
 	}
-	v, found, err := tx.get(streamHeadKey(stream))
-	if err != nil || !found {
-		return -1, err
+	if v, ok := tx.heads[stream]; ok {
+		return v, nil
 	}
-	ver, err := decodeU64("stream head "+stream, v)
+	v, found, err := tx.get(streamHeadKey(stream))
 	if err != nil {
 		return 0, err
 	}
-	return int64(ver), nil
+	ver := int64(-1)
+	if found {
+		u, err := decodeU64("stream head "+stream, v)
+		if err != nil {
+			return 0, err
+		}
+		ver = int64(u)
+	}
+	if tx.heads == nil {
+		tx.heads = make(map[string]int64)
+	}
+	tx.heads[stream] = ver
+	return ver, nil
 }
 
 // EventByID says where an event ID lives, if anywhere.
 func (tx *Tx) EventByID(id [16]byte) (EventRef, bool, error) {
+	if _, ok := tx.absent[id]; ok {
+		return EventRef{}, false, nil
+	}
 	v, found, err := tx.get(idKey(id))
-	if err != nil || !found {
+	if err != nil {
 		return EventRef{}, false, err
+	}
+	if !found {
+		if tx.absent == nil {
+			tx.absent = make(map[[16]byte]struct{})
+		}
+		tx.absent[id] = struct{}{}
+		return EventRef{}, false, nil
 	}
 	r, err := decodeEventRef(id, v)
 	if err != nil {
@@ -186,7 +212,7 @@ func (tx *Tx) AppendEvents(stream string, evs []NewEvent) (positions []uint64, l
 	version := uint64(cur + 1)
 	for i := range evs {
 		ne := &evs[i]
-		if _, exists, err := tx.get(idKey(ne.ID)); err != nil {
+		if _, exists, err := tx.EventByID(ne.ID); err != nil {
 			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
 		} else if exists {
 			return nil, 0, fmt.Errorf("append to %s: event id %x already exists", stream, ne.ID)
@@ -221,6 +247,7 @@ func (tx *Tx) AppendEvents(stream string, evs []NewEvent) (positions []uint64, l
 		if err := tx.set(idKey(ne.ID), ref); err != nil {
 			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
 		}
+		delete(tx.absent, ne.ID)
 		positions = append(positions, pos)
 		tx.nextPosition++
 		version++
@@ -229,6 +256,7 @@ func (tx *Tx) AppendEvents(stream string, evs []NewEvent) (positions []uint64, l
 	if err := tx.set(streamHeadKey(stream), u64(lastVersion)); err != nil {
 		return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
 	}
+	tx.heads[stream] = int64(lastVersion)
 	return positions, lastVersion, nil
 }
 

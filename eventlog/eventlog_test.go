@@ -358,6 +358,53 @@ func TestTxStateAndIndexes(t *testing.T) {
 	}
 }
 
+// The transaction remembers stream heads and absent IDs for AppendEvents;
+// what it remembers must follow its own appends.
+func TestTxIndexMemoFollowsAppends(t *testing.T) {
+	l := openMem(t)
+	applyAppends(t, l, 1, appendSpec{stream: "s", ids: []int{1}})
+	_, err := l.Apply(header(2, 0), func(tx *Tx) ([][]byte, error) {
+		if _, found, err := tx.EventByID(id(5)); err != nil || found {
+			t.Errorf("id 5 before its append: found %v (%v)", found, err)
+		}
+		if v, err := tx.StreamVersion("s"); err != nil || v != 0 {
+			t.Errorf("stream version %d (%v), want 0", v, err)
+		}
+		if _, last, err := tx.AppendEvents("s", []NewEvent{{ID: id(5), Type: "t"}}); err != nil || last != 1 {
+			t.Errorf("append: last %d (%v), want 1", last, err)
+		}
+		if ref, found, err := tx.EventByID(id(5)); err != nil || !found || ref.Version != 1 {
+			t.Errorf("id 5 after its append: %+v found %v (%v)", ref, found, err)
+		}
+		if v, err := tx.StreamVersion("s"); err != nil || v != 1 {
+			t.Errorf("stream version %d (%v), want 1", v, err)
+		}
+		if _, _, err := tx.AppendEvents("other", []NewEvent{{ID: id(5), Type: "t"}}); err == nil {
+			t.Error("an id appended in this transaction was appended again")
+		}
+		if _, _, err := tx.AppendEvents("other", []NewEvent{{ID: id(1), Type: "t"}}); err == nil {
+			t.Error("an id from an earlier entry was appended again")
+		}
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errDiscard := errors.New("discard")
+	_, err = l.Apply(header(3, 0), func(tx *Tx) ([][]byte, error) {
+		if _, found, err := tx.EventByID(id(7)); err != nil || found {
+			t.Errorf("id 7: found %v (%v)", found, err)
+		}
+		if _, _, err := tx.AppendEvents("s", []NewEvent{{ID: id(7), Type: "t"}, {ID: id(7), Type: "t"}}); err == nil {
+			t.Error("one id twice in one append accepted after it was looked up absent")
+		}
+		return nil, errDiscard
+	})
+	if !errors.Is(err, errDiscard) {
+		t.Fatalf("apply 3: %v", err)
+	}
+}
+
 func TestReopenKeepsEverything(t *testing.T) {
 	dir := t.TempDir()
 	l := openDir(t, dir)
