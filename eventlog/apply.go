@@ -80,7 +80,7 @@ func (l *Log) Apply(h EntryHeader, exec func(tx *Tx) (results [][]byte, err erro
 	if err := txn.Commit(); err != nil {
 		return nil, fmt.Errorf("apply entry %d: commit: %w", h.Seq, tooBig(err))
 	}
-	l.advance(next)
+	l.advance(next, tx.appended)
 	return e, nil
 }
 
@@ -107,6 +107,9 @@ type Tx struct {
 	// heads and ID keys, and it keeps both maps exact; they grow with the batch.
 	heads  map[string]int64      // stream → version of its last event (-1: none)
 	absent map[[16]byte]struct{} // IDs looked up and not found, nor appended since
+	// appended are this batch's events in position order, for the log's
+	// cache of recent events once the batch commits.
+	appended []storedEvent
 }
 
 // Seq is the seq of the entry being applied.
@@ -249,6 +252,7 @@ func (tx *Tx) AppendEvents(stream string, evs []NewEvent) (positions []uint64, l
 		}
 		delete(tx.absent, ne.ID)
 		positions = append(positions, pos)
+		tx.appended = append(tx.appended, storedEvent{ev: ev, size: len(val)})
 		tx.nextPosition++
 		version++
 	}

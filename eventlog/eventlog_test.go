@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"reflect"
 	"testing"
 	"time"
 
@@ -402,6 +403,94 @@ func TestTxIndexMemoFollowsAppends(t *testing.T) {
 	})
 	if !errors.Is(err, errDiscard) {
 		t.Fatalf("apply 3: %v", err)
+	}
+}
+
+// Reads of the latest events come from memory; they must equal reads from
+// storage (a reopened log has an empty cache), bounds included.
+func TestReadAllFromRecentEqualsStorage(t *testing.T) {
+	dir := t.TempDir()
+	l := openDir(t, dir)
+	const batches, perBatch = 90, 100 // past 2 × recentEventsMax: the cache trims
+	n := 0
+	for seq := uint64(1); seq <= batches; seq++ {
+		ids := make([]int, perBatch)
+		for i := range ids {
+			n++
+			ids[i] = n
+		}
+		applyAppends(t, l, seq, appendSpec{stream: fmt.Sprintf("s%d", seq%7), ids: ids})
+	}
+	big := bytes.Repeat([]byte("x"), 100<<10)
+	_, err := l.Apply(header(batches+1, 0), func(tx *Tx) ([][]byte, error) {
+		evs := make([]NewEvent, 60)
+		for i := range evs {
+			n++
+			evs[i] = NewEvent{ID: id(n), Type: "big", Data: big}
+		}
+		_, _, err := tx.AppendEvents("big", evs)
+		return nil, err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type read struct {
+		from  uint64
+		limit int
+	}
+	reads := []read{{1, 1000}, {4000, 1000}, {4905, 7}, {5000, 1000}, {8999, 1000}, {9000, 1}, {9001, 1000}, {9030, 1000}, {9060, 5}, {9061, 1000}}
+	cached := make([][]Event, len(reads))
+	nexts := make([]uint64, len(reads))
+	for i, r := range reads {
+		if cached[i], nexts[i], err = l.ReadAll(r.from, r.limit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, ok := l.readRecent(1, 10); ok {
+		t.Error("position 1 still cached after 9,060 events")
+	}
+	if _, ok := l.readRecent(9001, 10); !ok {
+		t.Error("the latest events are not cached")
+	}
+	if len(cached[6]) == 0 || len(cached[6]) >= 60 {
+		t.Fatalf("read of the 60 big events gave %d; ReadBytesMax should cut it short", len(cached[6]))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openDir(t, dir)
+	defer l.Close()
+	for i, r := range reads {
+		stored, next, err := l.ReadAll(r.from, r.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next != nexts[i] || !reflect.DeepEqual(stored, cached[i]) {
+			t.Errorf("ReadAll(%d, %d): cache gave %d events next %d, storage %d next %d", r.from, r.limit, len(cached[i]), nexts[i], len(stored), next)
+		}
+	}
+}
+
+func TestRecentEventsAreBounded(t *testing.T) {
+	l := openMem(t)
+	pos := uint64(1)
+	for round := 0; round < 200; round++ {
+		batch := make([]storedEvent, 100)
+		for i := range batch {
+			size := 1 << 10
+			if round%3 == 0 {
+				size = 1 << 20 // some rounds of big events
+			}
+			batch[i] = storedEvent{ev: Event{Position: pos}, size: size}
+			pos++
+		}
+		l.advance(l.head, batch)
+		if len(l.recent) > 2*recentEventsMax+100 || l.recentBytes > 2*recentBytesMax+100<<20 {
+			t.Fatalf("round %d: %d events, %d bytes cached", round, len(l.recent), l.recentBytes)
+		}
+		if got := l.recent[len(l.recent)-1].ev.Position; got != pos-1 {
+			t.Fatalf("round %d: cache ends at %d, want %d", round, got, pos-1)
+		}
 	}
 }
 

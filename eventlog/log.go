@@ -75,6 +75,13 @@ type Log struct {
 	head    head
 	changed chan struct{} // closed and replaced whenever head moves
 	closed  bool
+	// recent holds the latest events, positions contiguous and ending at the
+	// head, so that readers following the log (projections, subscribers)
+	// need not read back and decode what was just written. Once it holds
+	// twice recentEventsMax events or recentBytesMax bytes it is trimmed to
+	// within both bounds.
+	recent      []storedEvent
+	recentBytes int
 
 	stopGC chan struct{}
 	gcDone chan struct{}
@@ -333,9 +340,38 @@ func (l *Log) wait(ctx context.Context, done func(head) bool) error {
 }
 
 // advance publishes a new head and wakes every waiter.
-func (l *Log) advance(h head) {
+// Bounds of the log's cache of the latest events (decoded, in memory).
+const (
+	recentEventsMax = 4096
+	recentBytesMax  = 16 << 20
+)
+
+// storedEvent is an event with the size of its stored encoding, which read
+// bounds count.
+type storedEvent struct {
+	ev   Event
+	size int
+}
+
+// advance moves the head after a commit and keeps the batch's events.
+func (l *Log) advance(h head, appended []storedEvent) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if n := len(l.recent); n > 0 && len(appended) > 0 && l.recent[n-1].ev.Position+1 != appended[0].ev.Position {
+		panic(fmt.Sprintf("eventlog: cached events end at %d, the batch starts at %d", l.recent[n-1].ev.Position, appended[0].ev.Position))
+	}
+	l.recent = append(l.recent, appended...)
+	for _, se := range appended {
+		l.recentBytes += se.size
+	}
+	if len(l.recent) > 2*recentEventsMax || l.recentBytes > 2*recentBytesMax {
+		drop := 0
+		for len(l.recent)-drop > recentEventsMax || l.recentBytes > recentBytesMax {
+			l.recentBytes -= l.recent[drop].size
+			drop++
+		}
+		l.recent = append([]storedEvent(nil), l.recent[drop:]...)
+	}
 	l.head = h
 	close(l.changed)
 	l.changed = make(chan struct{})

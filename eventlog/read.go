@@ -149,11 +149,17 @@ func eventAt(txn *badger.Txn, pos uint64) (*Event, int, error) {
 // ReadAll reads the $all log from position from (0 reads from the start). next
 // is the position to read from next time: one past the last event returned, or
 // from itself when nothing was returned.
+//
+// The latest events come from memory; their Data and Metadata are shared
+// with the log's cache and must be treated as read-only.
 func (l *Log) ReadAll(from uint64, limit int) (events []Event, next uint64, err error) {
 	if from == 0 {
 		from = 1
 	}
 	limit = clampLimit(limit, ReadLimitMax)
+	if evs, ok := l.readRecent(from, limit); ok {
+		return evs, from + uint64(len(evs)), nil
+	}
 	next = from
 	err = l.db.View(func(txn *badger.Txn) error {
 		prefix := []byte{prefixEvent}
@@ -187,6 +193,26 @@ func (l *Log) ReadAll(from uint64, limit int) (events []Event, next uint64, err 
 		return nil, from, fmt.Errorf("read $all from %d: %w", from, err)
 	}
 	return events, next, nil
+}
+
+// readRecent serves ReadAll from the cache of recent events when from lies
+// within it, under the same bounds as a read from storage.
+func (l *Log) readRecent(from uint64, limit int) ([]Event, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.recent) == 0 || from < l.recent[0].ev.Position || from > l.recent[len(l.recent)-1].ev.Position {
+		return nil, false
+	}
+	var evs []Event
+	size := 0
+	for _, se := range l.recent[from-l.recent[0].ev.Position:] {
+		if len(evs) >= limit || size >= ReadBytesMax {
+			break
+		}
+		evs = append(evs, se.ev)
+		size += se.size
+	}
+	return evs, true
 }
 
 // ReadStream reads one stream starting at version from.
