@@ -43,6 +43,9 @@ const (
 	fetchEntriesMax       = 256
 	fetchBytesMax         = 8 << 20
 	executedKeepSeqs      = 4096
+	// proposalsInFlightMax: as primary, propose a batch that is not full only
+	// while fewer seqs than this await delivery (pbft.Config).
+	proposalsInFlightMax = 2
 )
 
 // Config is everything a node needs; Run builds it from a home directory.
@@ -219,20 +222,21 @@ func New(cfg Config) (*Node, error) {
 	}
 	p := g.Params
 	n.replica, err = pbft.New(pbft.Config{
-		ChainID:            n.chain,
-		Validators:         n.keys,
-		Self:               n.self,
-		Signer:             n.signer,
-		BatchRequestsMax:   p.BatchRequestsMax,
-		BatchBytesMax:      p.BatchBytesMax,
-		BatchDelay:         time.Duration(p.BatchDelayMs) * time.Millisecond,
-		WindowSeqs:         p.WindowSeqs,
-		PendingRequestsMax: pendingRequestsMax,
-		ClockSkewMax:       time.Duration(p.ClockSkewMaxMs) * time.Millisecond,
-		RetransmitInterval: retransmitInterval,
-		Verifier:           pbft.ChainVerifier{Chain: n.chain},
-		CheckpointInterval: p.CheckpointInterval,
-		ViewChangeTimeout:  time.Duration(p.ViewChangeTimeoutMs) * time.Millisecond,
+		ChainID:              n.chain,
+		Validators:           n.keys,
+		Self:                 n.self,
+		Signer:               n.signer,
+		BatchRequestsMax:     p.BatchRequestsMax,
+		BatchBytesMax:        p.BatchBytesMax,
+		BatchDelay:           time.Duration(p.BatchDelayMs) * time.Millisecond,
+		ProposalsInFlightMax: proposalsInFlightMax,
+		WindowSeqs:           p.WindowSeqs,
+		PendingRequestsMax:   pendingRequestsMax,
+		ClockSkewMax:         time.Duration(p.ClockSkewMaxMs) * time.Millisecond,
+		RetransmitInterval:   retransmitInterval,
+		Verifier:             pbft.ChainVerifier{Chain: n.chain},
+		CheckpointInterval:   p.CheckpointInterval,
+		ViewChangeTimeout:    time.Duration(p.ViewChangeTimeoutMs) * time.Millisecond,
 	}, state)
 	if err != nil {
 		n.closeStorage()

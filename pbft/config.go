@@ -80,6 +80,12 @@ type Config struct {
 	BatchBytesMax int
 	// BatchDelay is how long a busy primary waits for a batch to fill.
 	BatchDelay time.Duration
+	// ProposalsInFlightMax paces a busy primary: with this many of its seqs
+	// proposed and not yet delivered, it proposes again only a full batch,
+	// so that under load batches grow instead of multiplying (each costs
+	// every replica signatures, messages and fsyncs). 0 leaves only the
+	// window as the bound. It is a local policy: safety never depends on it.
+	ProposalsInFlightMax int
 	// WindowSeqs is L: with h the last stable checkpoint, seqs in (h, h+L]
 	// are accepted and may be proposed.
 	WindowSeqs uint64
@@ -127,6 +133,8 @@ func (c Config) Validate() error {
 			c.BatchBytesMax, c.BatchRequestsMax, codec.MaxMessageBytes)
 	case c.BatchDelay < 0 || c.BatchDelay > BatchDelayMaxLimit:
 		return fmt.Errorf("pbft config: batch_delay %v outside 0..%v", c.BatchDelay, BatchDelayMaxLimit)
+	case c.ProposalsInFlightMax < 0 || uint64(c.ProposalsInFlightMax) > c.WindowSeqs:
+		return fmt.Errorf("pbft config: proposals_in_flight_max %d outside 0..window_seqs (%d)", c.ProposalsInFlightMax, c.WindowSeqs)
 	case c.WindowSeqs < 1 || c.WindowSeqs > WindowSeqsMax:
 		return fmt.Errorf("pbft config: window_seqs %d outside 1..%d", c.WindowSeqs, WindowSeqsMax)
 	case c.CheckpointInterval < 1 || c.CheckpointInterval > c.WindowSeqs/2:

@@ -644,7 +644,8 @@ func (r *Replica) deliverReady() {
 }
 
 // maybePropose cuts and proposes batches at the primary: at once when idle;
-// when busy, once a batch is full or its oldest request waited BatchDelay.
+// when busy, once a batch is full or, while fewer than ProposalsInFlightMax
+// seqs await delivery, once its oldest request waited BatchDelay.
 func (r *Replica) maybePropose() {
 	if !r.isPrimary() || !r.active || !r.hasNow {
 		return
@@ -654,6 +655,9 @@ func (r *Replica) maybePropose() {
 		busy := r.proposedSeq > r.delivered
 		full := r.pending.readyCount >= r.cfg.BatchRequestsMax || r.pending.readyBytes >= r.cfg.BatchBytesMax
 		if busy && !full {
+			if limit := r.cfg.ProposalsInFlightMax; limit > 0 && r.proposedSeq-r.delivered >= uint64(limit) {
+				return
+			}
 			oldest, ok := r.pending.oldestReadyAt()
 			if !ok || r.now.Sub(oldest) < r.cfg.BatchDelay {
 				return

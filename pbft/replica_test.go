@@ -209,6 +209,52 @@ func TestBatchCutByDelay(t *testing.T) {
 	}
 }
 
+// With ProposalsInFlightMax seqs awaiting delivery, a busy primary waits
+// past BatchDelay, proposes a full batch at once, and proposes the rest once a
+// seq is delivered.
+func TestProposalsInFlightMaxPacesTheBusyPrimary(t *testing.T) {
+	const delay = 2 * time.Millisecond
+	s := newSim(t, simOptions{n: 4, seed: 5, cfg: func(c *Config) {
+		c.BatchDelay = delay
+		c.BatchRequestsMax = 8
+		c.ProposalsInFlightMax = 1
+	}})
+	s.isolateAll()
+	s.tickOne(0, time.Millisecond)
+	primary := s.nodes[0].r
+	submit := func(i int) []Action {
+		acts, err := primary.Submit(s.request([]byte(fmt.Sprintf("r%d", i))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.apply(0, acts)
+		return acts
+	}
+	if len(sent(submit(0), KindPrePrepare)) != 1 {
+		t.Fatal("idle primary did not propose")
+	}
+	for i := 1; i <= 3; i++ {
+		submit(i)
+	}
+	for range 20 {
+		if pps := sent(s.tickOne(0, time.Millisecond), KindPrePrepare); len(pps) != 0 {
+			t.Fatalf("proposed with one seq in flight and a batch not full (at %v)", s.now.Sub(simEpoch))
+		}
+	}
+	for i := 4; i <= 10; i++ {
+		pps := sent(submit(i), KindPrePrepare)
+		if want := i == 8; (len(pps) == 1) != want || (want && len(pps[0].Batch) != 8) {
+			t.Fatalf("request %d: %d pre-prepares, want a full batch of 8 exactly at the 8th ready request", i, len(pps))
+		}
+	}
+	// Let seq 1 commit and be delivered: the 2 left over go out.
+	s.heal()
+	s.runUntil(time.Second, "all applied", s.allApplied(11))
+	if st := primary.Status(); st.Pending != 0 || st.Delivered != 3 {
+		t.Fatalf("status %+v, want everything delivered in 3 seqs", st)
+	}
+}
+
 func TestPipelining(t *testing.T) {
 	s := newSim(t, simOptions{n: 4, seed: 6, cfg: func(c *Config) { c.BatchDelay = time.Millisecond }})
 	s.delayMax = 4 * time.Millisecond
