@@ -24,14 +24,40 @@ type Bundle struct {
 	Executed    [][]byte        `json:"executed"` // encoded pbft.Envelopes of kind EXECUTED
 }
 
+// openStatement decodes one EXECUTED statement and checks its signature,
+// unless verified already holds it.
+func openStatement(raw []byte, validators []crypto.PublicKey, chain crypto.Digest, verified *StatementCache) (*pbft.Executed, error) {
+	key := statementKey(chain, validators, raw)
+	if ex := verified.get(key); ex != nil {
+		return ex, nil
+	}
+	env, err := pbft.DecodeEnvelope(raw)
+	if err != nil {
+		return nil, err
+	}
+	if env.Kind != pbft.KindExecuted {
+		return nil, fmt.Errorf("a %v, not EXECUTED", env.Kind)
+	}
+	m, err := env.Open(len(validators))
+	if err != nil {
+		return nil, err
+	}
+	if !m.VerifySignature(validators, chain) {
+		return nil, fmt.Errorf("replica %d's statement has a bad signature", m.Executed.Replica)
+	}
+	verified.add(key, m.Executed)
+	return m.Executed, nil
+}
+
 // verifyBundle checks a reply bundle for the request whose encoded
 // SignedRequest is request, trusting nothing but the validator keys and the
 // chain. It requires f+1 EXECUTED statements from distinct validators that all
 // agree on (seq, results root), a result bound to this request,
 // and a Merkle path from that result to the agreed root. The result's own
 // EntrySeq may be older than the bundle's: a retry of an executed request is
-// answered, in a later batch, with the original result. Signatures found in
-// verified (which may be nil) are not checked again; new good ones are added.
+// answered, in a later batch, with the original result. Statements found in
+// verified (which may be nil) are not decoded or checked again; new good ones
+// are added.
 func verifyBundle(body, request []byte, validators []crypto.PublicKey, chain crypto.Digest, verified *StatementCache) (*Reply, error) {
 	var b Bundle
 	if err := json.Unmarshal(body, &b); err != nil {
@@ -51,18 +77,10 @@ func verifyBundle(body, request []byte, validators []crypto.PublicKey, chain cry
 	var agreed *pbft.Executed
 	seen := make(map[uint32]bool, len(b.Executed))
 	for i, raw := range b.Executed {
-		env, err := pbft.DecodeEnvelope(raw)
+		ex, err := openStatement(raw, validators, chain, verified)
 		if err != nil {
 			return nil, fmt.Errorf("%w: EXECUTED %d: %v", ErrBadReply, i, err)
 		}
-		if env.Kind != pbft.KindExecuted {
-			return nil, fmt.Errorf("%w: statement %d is a %v, not EXECUTED", ErrBadReply, i, env.Kind)
-		}
-		m, err := env.Open(n)
-		if err != nil {
-			return nil, fmt.Errorf("%w: EXECUTED %d: %v", ErrBadReply, i, err)
-		}
-		ex := m.Executed
 		if seen[ex.Replica] {
 			return nil, fmt.Errorf("%w: replica %d appears twice", ErrBadReply, ex.Replica)
 		}
@@ -77,13 +95,6 @@ func verifyBundle(body, request []byte, validators []crypto.PublicKey, chain cry
 			agreed = ex
 		} else if ex.ResultsRoot != agreed.ResultsRoot {
 			return nil, fmt.Errorf("%w: replicas %d and %d disagree on the results of seq %d", ErrBadReply, agreed.Replica, ex.Replica, ex.Seq)
-		}
-		key := statementKey(chain, validators[m.From], raw)
-		if !verified.has(key) {
-			if !m.VerifySignature(validators, chain) {
-				return nil, fmt.Errorf("%w: EXECUTED from replica %d has a bad signature", ErrBadReply, ex.Replica)
-			}
-			verified.add(key)
 		}
 	}
 	result, err := codec.Canonical[ledger.Result](b.ResultBytes)

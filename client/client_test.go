@@ -682,6 +682,16 @@ func TestVerifyBundleWithSharedStatementCache(t *testing.T) {
 	if _, err := verifyBundle(good, req, tn.pubs, crypto.Hash([]byte("x")), cache); !errors.Is(err, ErrBadReply) {
 		t.Fatalf("another chain with a warm cache: %v", err)
 	}
+	// Another validator set under the same chain is not vouched for.
+	others := append([]crypto.PublicKey(nil), tn.pubs...)
+	others[3] = seededKey(t, 99).Public()
+	before := len(cache.m)
+	if _, err := verifyBundle(good, req, others, tn.chain, cache); err != nil {
+		t.Fatalf("good bundle under a set that still holds its signers: %v", err)
+	}
+	if n := len(cache.m); n != before+2 {
+		t.Fatalf("cache grew from %d to %d statements, want 2 more (another set)", before, n)
+	}
 	// The cache is what vouches: a statement put in by hand is not checked.
 	b := tn.bundleFor(t, req, 0, 1)
 	env, err := pbft.DecodeEnvelope(b.Executed[1])
@@ -690,7 +700,11 @@ func TestVerifyBundleWithSharedStatementCache(t *testing.T) {
 	}
 	env.Sig[0] ^= 1
 	b.Executed[1] = codec.MustMarshal(env)
-	cache.add(statementKey(tn.chain, tn.pubs[1], b.Executed[1]))
+	m, err := env.Open(len(tn.pubs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache.add(statementKey(tn.chain, tn.pubs, b.Executed[1]), m.Executed)
 	if _, err := verifyBundle(mustJSON(t, b), req, tn.pubs, tn.chain, cache); err != nil {
 		t.Fatalf("a cached statement was checked again: %v", err)
 	}
@@ -699,7 +713,7 @@ func TestVerifyBundleWithSharedStatementCache(t *testing.T) {
 func TestStatementCacheIsBounded(t *testing.T) {
 	c := NewStatementCache()
 	for i := 0; i < StatementsMax+10; i++ {
-		c.add(crypto.Hash([]byte(strconv.Itoa(i))))
+		c.add(crypto.Hash([]byte(strconv.Itoa(i))), &pbft.Executed{Seq: uint64(i)})
 		if len(c.m) > StatementsMax {
 			t.Fatalf("cache holds %d, bound %d", len(c.m), StatementsMax)
 		}
