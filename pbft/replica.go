@@ -314,7 +314,7 @@ func (r *Replica) Submit(raw []byte) ([]Action, error) {
 		return nil, fmt.Errorf("submit request of %d bytes (batch_bytes_max %d): %w", len(raw), r.cfg.BatchBytesMax, ErrRequestTooLarge)
 	}
 	h := requestID(raw)
-	if r.pending.has(h) || r.pending.recentlyDelivered(h) {
+	if p, delivered := r.pending.lookup(h); p != nil || delivered {
 		return nil, nil
 	}
 	if r.pending.len() >= r.cfg.PendingRequestsMax {
@@ -329,7 +329,7 @@ func (r *Replica) Submit(raw []byte) ([]Action, error) {
 // requests of entries it applied through state transfer, which this replica
 // never delivered itself and so cannot recognise.
 func (r *Replica) Forget(requests [][]byte) {
-	r.pending.remove(hashRequests(requests))
+	r.pending.remove(hashRequests(requests), nil)
 }
 
 // Step handles one protocol message whose envelope signature the node has
@@ -426,7 +426,7 @@ func (r *Replica) stepPrePrepare(pp *PrePrepare, env *Envelope) {
 	if c := r.prepared[pp.Seq]; c != nil && c.view == pp.View && c.digest == pp.Digest && !c.hasBatch {
 		c.setBatch(env.Batch, hashes)
 	}
-	r.pending.markBatched(hashes)
+	sl.reqs = r.pending.markBatched(hashes)
 	sl.progressAt = r.now
 	r.advance(sl)
 }
@@ -639,7 +639,7 @@ func (r *Replica) deliverReady() {
 		r.lastTimestamp = ts
 		r.deliveredAt = r.now
 		r.failedViews = 0
-		r.pending.remove(sl.reqHashes)
+		r.pending.remove(sl.reqHashes, sl.reqs)
 	}
 }
 
@@ -659,7 +659,7 @@ func (r *Replica) maybePropose() {
 				return
 			}
 		}
-		batch, hashes := r.pending.cut(r.cfg.BatchRequestsMax, r.cfg.BatchBytesMax)
+		batch, hashes, reqs := r.pending.cut(r.cfg.BatchRequestsMax, r.cfg.BatchBytesMax)
 		if len(batch) == 0 {
 			panic("pbft: pending queue reports ready requests but cut an empty batch")
 		}
@@ -675,6 +675,7 @@ func (r *Replica) maybePropose() {
 		sl.ownPrePrepare = r.sign(KindPrePrepare, &PrePrepare{View: r.view, Seq: seq, Digest: d, Timestamp: ts, Replica: r.cfg.Self}, batch)
 		sl.prePrepare = sl.ownPrePrepare
 		sl.setBatch(batch, ts, hashes)
+		sl.reqs = reqs
 		r.storeBatch(sl)
 		sl.progressAt = r.now
 		r.proposedSeq = seq
@@ -769,7 +770,7 @@ func (r *Replica) CaughtUp(delivered uint64, lastTimestamp int64) []Action {
 	}
 	for seq := max(r.delivered, r.stable) + 1; seq <= min(delivered, r.stable+r.cfg.WindowSeqs); seq++ {
 		if sl := r.slots[slotKey{view: r.view, seq: seq}]; sl != nil {
-			r.pending.remove(sl.reqHashes)
+			r.pending.remove(sl.reqHashes, sl.reqs)
 		}
 	}
 	r.delivered = delivered
