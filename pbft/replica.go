@@ -169,6 +169,9 @@ type Replica struct {
 	ckptAnsweredAt []time.Time
 
 	pending pendingQueue
+	// batchSeen is checkBatch's scratch set of the request IDs of one batch,
+	// empty between calls and reused so that a batch allocates none.
+	batchSeen map[crypto.Digest]struct{}
 
 	// Primary only: the last seq proposed in this view and its timestamp.
 	proposedSeq uint64
@@ -238,6 +241,7 @@ func New(cfg Config, st State) (*Replica, error) {
 		nvAnsweredAt:   make([]time.Time, n),
 		ckptAnsweredAt: make([]time.Time, n),
 		pending:        newPendingQueue(),
+		batchSeen:      make(map[crypto.Digest]struct{}),
 		proposedSeq:    st.Delivered,
 		proposedTS:     st.LastTimestamp,
 		commitSeqMax:   make([]uint64, n),
@@ -450,12 +454,12 @@ func (r *Replica) checkBatch(pp *PrePrepare, batch [][]byte) ([]crypto.Digest, b
 		return nil, false
 	}
 	hashes := hashRequests(batch)
-	seen := make(map[crypto.Digest]struct{}, len(hashes))
+	defer clear(r.batchSeen)
 	for _, h := range hashes {
-		if _, dup := seen[h]; dup {
+		if _, dup := r.batchSeen[h]; dup {
 			return nil, false
 		}
-		seen[h] = struct{}{}
+		r.batchSeen[h] = struct{}{}
 	}
 	if batchDigestOfIDs(pp.Timestamp, hashes) != pp.Digest {
 		return nil, false
