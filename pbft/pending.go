@@ -25,15 +25,25 @@ type pendingReq struct {
 	// batched: the request is in a batch this replica accepted or proposed, so
 	// the primary must not propose it again.
 	batched bool
+	// removed: the request was delivered. The index keeps the entry while
+	// the request is among the recently delivered.
 	removed bool
 }
+
+// deliveredMark is what the index holds for a recently delivered request that
+// was not pending here. It is removed from the start and never modified.
+var deliveredMark = &pendingReq{removed: true}
 
 // pendingQueue keeps client requests in arrival order (FIFO), deduplicated by
 // the hash of their bytes. Entries are removed in place (marked) and the slice
 // is compacted once enough of it is dead, so removal from the middle is cheap.
 type pendingQueue struct {
+	// byHash indexes the pending requests and the recently delivered ones
+	// (removed entries, or deliveredMark): Submit's checks are one lookup,
+	// and a delivery needs none when the slot holds the entries.
 	byHash  map[crypto.Digest]*pendingReq
 	queue   []*pendingReq
+	count   int // pending requests: entries of byHash not removed
 	head    int // every entry before head is batched or removed
 	first   int // every entry before first is removed
 	removed int // removed entries still in queue
@@ -41,63 +51,69 @@ type pendingQueue struct {
 	readyCount int
 	readyBytes int
 	// recent is a ring of the latest recentDeliveredMax delivered request
-	// IDs; recentSet indexes it.
+	// IDs: exactly the keys whose byHash entry is removed.
 	recent     []crypto.Digest
 	recentNext int
-	recentSet  map[crypto.Digest]struct{}
 }
 
 func newPendingQueue() pendingQueue {
-	return pendingQueue{byHash: make(map[crypto.Digest]*pendingReq), recentSet: make(map[crypto.Digest]struct{})}
+	return pendingQueue{byHash: make(map[crypto.Digest]*pendingReq)}
 }
 
-// recentlyDelivered reports whether h is among the latest delivered requests.
-func (q *pendingQueue) recentlyDelivered(h crypto.Digest) bool {
-	_, ok := q.recentSet[h]
-	return ok
-}
-
-// remember adds a delivered request ID to the ring, evicting the oldest.
-func (q *pendingQueue) remember(h crypto.Digest) {
-	if _, ok := q.recentSet[h]; ok {
-		return
+// lookup returns the entry of h, nil if h is not pending, and whether h is
+// among the latest delivered requests.
+func (q *pendingQueue) lookup(h crypto.Digest) (p *pendingReq, delivered bool) {
+	p = q.byHash[h]
+	if p != nil && p.removed {
+		return nil, true
 	}
+	return p, false
+}
+
+// remember adds a delivered request ID to the ring, evicting the oldest from
+// the ring and the index. The caller has marked h delivered in the index.
+func (q *pendingQueue) remember(h crypto.Digest) {
 	if len(q.recent) < recentDeliveredMax {
 		q.recent = append(q.recent, h)
-	} else {
-		delete(q.recentSet, q.recent[q.recentNext])
-		q.recent[q.recentNext] = h
-		q.recentNext = (q.recentNext + 1) % recentDeliveredMax
+		return
 	}
-	q.recentSet[h] = struct{}{}
+	delete(q.byHash, q.recent[q.recentNext])
+	q.recent[q.recentNext] = h
+	q.recentNext = (q.recentNext + 1) % recentDeliveredMax
 }
 
-func (q *pendingQueue) len() int { return len(q.byHash) }
-
-func (q *pendingQueue) has(h crypto.Digest) bool {
-	_, ok := q.byHash[h]
-	return ok
-}
+func (q *pendingQueue) len() int { return q.count }
 
 func (q *pendingQueue) add(h crypto.Digest, raw []byte, at time.Time) {
 	p := &pendingReq{hash: h, raw: raw, queuedAt: at}
 	q.byHash[h] = p
+	q.count++
 	q.queue = append(q.queue, p)
 	q.readyCount++
 	q.readyBytes += len(raw)
 }
 
-// markBatched records that the requests are in an accepted batch.
-func (q *pendingQueue) markBatched(hashes []crypto.Digest) {
-	for _, h := range hashes {
-		p, ok := q.byHash[h]
-		if !ok || p.batched {
+// markBatched records that the requests are in an accepted batch. It returns
+// their entries (nil for a request not pending here), which remove takes.
+func (q *pendingQueue) markBatched(hashes []crypto.Digest) []*pendingReq {
+	entries := make([]*pendingReq, len(hashes))
+	for i, h := range hashes {
+		p, _ := q.lookup(h)
+		if p == nil {
 			continue
 		}
-		p.batched = true
-		q.readyCount--
-		q.readyBytes -= len(p.raw)
+		entries[i] = p
+		if !p.batched {
+			q.batch(p)
+		}
 	}
+	return entries
+}
+
+func (q *pendingQueue) batch(p *pendingReq) {
+	p.batched = true
+	q.readyCount--
+	q.readyBytes -= len(p.raw)
 }
 
 // unbatchAll makes every pending request proposable again: a new view
@@ -125,15 +141,28 @@ func (q *pendingQueue) oldestAt() (time.Time, bool) {
 	return q.queue[q.first].queuedAt, true
 }
 
-// remove drops delivered requests and remembers them.
-func (q *pendingQueue) remove(hashes []crypto.Digest) {
-	for _, h := range hashes {
+// remove drops delivered requests and remembers them. entries is nil or what
+// markBatched or cut returned for hashes: a live entry there is removed
+// without a lookup (a live entry is the one the index holds for its hash).
+func (q *pendingQueue) remove(hashes []crypto.Digest, entries []*pendingReq) {
+	for i, h := range hashes {
+		var p *pendingReq
+		if entries != nil && entries[i] != nil && !entries[i].removed {
+			p = entries[i]
+		} else {
+			var delivered bool
+			if p, delivered = q.lookup(h); delivered {
+				continue
+			}
+			if p == nil {
+				q.byHash[h] = deliveredMark
+			}
+		}
 		q.remember(h)
-		p, ok := q.byHash[h]
-		if !ok {
+		if p == nil {
 			continue
 		}
-		delete(q.byHash, h)
+		q.count--
 		if !p.batched {
 			q.readyCount--
 			q.readyBytes -= len(p.raw)
@@ -178,15 +207,16 @@ func (q *pendingQueue) oldestReadyAt() (time.Time, bool) {
 }
 
 // cut takes the oldest proposable requests, in FIFO order, up to countMax
-// requests and bytesMax bytes, and marks them batched. It never skips a
-// request that does not fit, so the queue stays FIFO.
-func (q *pendingQueue) cut(countMax, bytesMax int) ([][]byte, []crypto.Digest) {
+// requests and bytesMax bytes, and marks them batched; it returns their bytes,
+// hashes and entries. It never skips a request that does not fit, so the
+// queue stays FIFO.
+func (q *pendingQueue) cut(countMax, bytesMax int) ([][]byte, []crypto.Digest, []*pendingReq) {
 	q.advance()
-	var (
-		batch  [][]byte
-		hashes []crypto.Digest
-		bytes  int
-	)
+	n := min(countMax, q.readyCount)
+	batch := make([][]byte, 0, n)
+	hashes := make([]crypto.Digest, 0, n)
+	entries := make([]*pendingReq, 0, n)
+	bytes := 0
 	for i := q.head; i < len(q.queue) && len(batch) < countMax; i++ {
 		p := q.queue[i]
 		if p.batched || p.removed {
@@ -198,7 +228,8 @@ func (q *pendingQueue) cut(countMax, bytesMax int) ([][]byte, []crypto.Digest) {
 		bytes += len(p.raw)
 		batch = append(batch, p.raw)
 		hashes = append(hashes, p.hash)
+		entries = append(entries, p)
+		q.batch(p)
 	}
-	q.markBatched(hashes)
-	return batch, hashes
+	return batch, hashes, entries
 }

@@ -169,6 +169,9 @@ type Replica struct {
 	ckptAnsweredAt []time.Time
 
 	pending pendingQueue
+	// batchSeen is checkBatch's scratch set of the request IDs of one batch,
+	// empty between calls and reused so that a batch allocates none.
+	batchSeen map[crypto.Digest]struct{}
 
 	// Primary only: the last seq proposed in this view and its timestamp.
 	proposedSeq uint64
@@ -238,6 +241,7 @@ func New(cfg Config, st State) (*Replica, error) {
 		nvAnsweredAt:   make([]time.Time, n),
 		ckptAnsweredAt: make([]time.Time, n),
 		pending:        newPendingQueue(),
+		batchSeen:      make(map[crypto.Digest]struct{}),
 		proposedSeq:    st.Delivered,
 		proposedTS:     st.LastTimestamp,
 		commitSeqMax:   make([]uint64, n),
@@ -314,7 +318,7 @@ func (r *Replica) Submit(raw []byte) ([]Action, error) {
 		return nil, fmt.Errorf("submit request of %d bytes (batch_bytes_max %d): %w", len(raw), r.cfg.BatchBytesMax, ErrRequestTooLarge)
 	}
 	h := requestID(raw)
-	if r.pending.has(h) || r.pending.recentlyDelivered(h) {
+	if p, delivered := r.pending.lookup(h); p != nil || delivered {
 		return nil, nil
 	}
 	if r.pending.len() >= r.cfg.PendingRequestsMax {
@@ -329,7 +333,7 @@ func (r *Replica) Submit(raw []byte) ([]Action, error) {
 // requests of entries it applied through state transfer, which this replica
 // never delivered itself and so cannot recognise.
 func (r *Replica) Forget(requests [][]byte) {
-	r.pending.remove(hashRequests(requests))
+	r.pending.remove(hashRequests(requests), nil)
 }
 
 // Step handles one protocol message whose envelope signature the node has
@@ -426,7 +430,7 @@ func (r *Replica) stepPrePrepare(pp *PrePrepare, env *Envelope) {
 	if c := r.prepared[pp.Seq]; c != nil && c.view == pp.View && c.digest == pp.Digest && !c.hasBatch {
 		c.setBatch(env.Batch, hashes)
 	}
-	r.pending.markBatched(hashes)
+	sl.reqs = r.pending.markBatched(hashes)
 	sl.progressAt = r.now
 	r.advance(sl)
 }
@@ -450,12 +454,12 @@ func (r *Replica) checkBatch(pp *PrePrepare, batch [][]byte) ([]crypto.Digest, b
 		return nil, false
 	}
 	hashes := hashRequests(batch)
-	seen := make(map[crypto.Digest]struct{}, len(hashes))
+	defer clear(r.batchSeen)
 	for _, h := range hashes {
-		if _, dup := seen[h]; dup {
+		if _, dup := r.batchSeen[h]; dup {
 			return nil, false
 		}
-		seen[h] = struct{}{}
+		r.batchSeen[h] = struct{}{}
 	}
 	if batchDigestOfIDs(pp.Timestamp, hashes) != pp.Digest {
 		return nil, false
@@ -639,7 +643,7 @@ func (r *Replica) deliverReady() {
 		r.lastTimestamp = ts
 		r.deliveredAt = r.now
 		r.failedViews = 0
-		r.pending.remove(sl.reqHashes)
+		r.pending.remove(sl.reqHashes, sl.reqs)
 	}
 }
 
@@ -663,7 +667,7 @@ func (r *Replica) maybePropose() {
 				return
 			}
 		}
-		batch, hashes := r.pending.cut(r.cfg.BatchRequestsMax, r.cfg.BatchBytesMax)
+		batch, hashes, reqs := r.pending.cut(r.cfg.BatchRequestsMax, r.cfg.BatchBytesMax)
 		if len(batch) == 0 {
 			panic("pbft: pending queue reports ready requests but cut an empty batch")
 		}
@@ -679,6 +683,7 @@ func (r *Replica) maybePropose() {
 		sl.ownPrePrepare = r.sign(KindPrePrepare, &PrePrepare{View: r.view, Seq: seq, Digest: d, Timestamp: ts, Replica: r.cfg.Self}, batch)
 		sl.prePrepare = sl.ownPrePrepare
 		sl.setBatch(batch, ts, hashes)
+		sl.reqs = reqs
 		r.storeBatch(sl)
 		sl.progressAt = r.now
 		r.proposedSeq = seq
@@ -773,7 +778,7 @@ func (r *Replica) CaughtUp(delivered uint64, lastTimestamp int64) []Action {
 	}
 	for seq := max(r.delivered, r.stable) + 1; seq <= min(delivered, r.stable+r.cfg.WindowSeqs); seq++ {
 		if sl := r.slots[slotKey{view: r.view, seq: seq}]; sl != nil {
-			r.pending.remove(sl.reqHashes)
+			r.pending.remove(sl.reqHashes, sl.reqs)
 		}
 	}
 	r.delivered = delivered

@@ -40,6 +40,10 @@ type slot struct {
 	hasBatch  bool
 	batch     [][]byte
 	reqHashes []crypto.Digest
+	// reqs are the batch's entries in the pending queue, as markBatched or
+	// cut returned them, so that delivery removes them without lookups; nil
+	// when the batch was not marked (a restored slot).
+	reqs []*pendingReq
 	// Votes indexed by replica: the first vote of each replica wins.
 	prepares []vote
 	commits  []vote
@@ -61,6 +65,7 @@ func (sl *slot) setBatch(batch [][]byte, timestamp int64, hashes []crypto.Digest
 	sl.batch = batch
 	sl.timestamp = timestamp
 	sl.reqHashes = hashes
+	sl.reqs = nil
 }
 
 // matching counts the distinct replicas, other than except, whose vote

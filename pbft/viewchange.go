@@ -526,7 +526,7 @@ func (r *Replica) enterView(env *Envelope, nv *NewView, re reissue) {
 			sl.ownPrepare = r.sign(KindPrepare, &Prepare{View: r.view, Seq: e.seq, Digest: e.digest, Replica: r.cfg.Self}, nil)
 			sl.prepares[r.cfg.Self] = vote{digest: e.digest, env: sl.ownPrepare}
 		}
-		r.pending.markBatched(sl.reqHashes)
+		sl.reqs = r.pending.markBatched(sl.reqHashes)
 		sl.progressAt = r.now
 		maxTS = max(maxTS, e.timestamp)
 	}
