@@ -721,13 +721,32 @@ func (r *Replica) Tick(now time.Time) []Action {
 	}
 	r.retransmitCheckpoint()
 	r.heartbeat()
-	behind := r.now.Sub(r.deliveredAt) >= r.cfg.RetransmitInterval &&
-		(r.countAbove(r.commitSeqMax, r.delivered) > r.f || r.countAbove(r.ckptSeqMax, r.delivered) > r.f)
-	if r.fetchOnStart || behind || r.delivered < r.stable {
+	if r.fetchOnStart || r.behind() || r.delivered < r.stable {
 		r.fetchOnStart = false
 		r.fetch()
 	}
 	return r.flush()
+}
+
+// behind reports whether this replica should fetch committed entries: f+1
+// replicas showed COMMITs or CHECKPOINTs past what it delivered, or it has
+// requests pending, delivered nothing for a view-change timeout, and any
+// replica showed it is past it. The second case is a replica whose slots can no
+// longer gather a quorum because the others finished them by state transfer
+// or left the view (a primary never times out its own view). One lying
+// replica can make only a replica already stalled fetch, at most once per
+// RetransmitInterval.
+func (r *Replica) behind() bool {
+	if r.now.Sub(r.deliveredAt) < r.cfg.RetransmitInterval {
+		return false
+	}
+	commitsPast := r.countAbove(r.commitSeqMax, r.delivered)
+	ckptsPast := r.countAbove(r.ckptSeqMax, r.delivered)
+	if commitsPast > r.f || ckptsPast > r.f {
+		return true
+	}
+	_, waiting := r.pending.oldestAt()
+	return waiting && r.now.Sub(r.deliveredAt) >= r.timeout() && commitsPast+ckptsPast > 0
 }
 
 // heartbeat re-broadcasts, every HeartbeatIntervals retransmit intervals,
