@@ -45,7 +45,7 @@ const (
 	executedKeepSeqs      = 4096
 	// proposalsInFlightMax: as primary, propose a batch that is not full only
 	// while fewer seqs than this await delivery (pbft.Config).
-	proposalsInFlightMax = 2
+	proposalsInFlightMax = 1
 )
 
 // Config is everything a node needs; Run builds it from a home directory.
