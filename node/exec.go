@@ -106,7 +106,9 @@ func (n *Node) execute(it execItem) (appliedBatch, bool) {
 	n.lastTimestamp = logTime
 	a := appliedBatch{entry: e, item: it, logTime: logTime}
 	if e.Seq%n.genesis.Params.CheckpointInterval == 0 {
+		start := time.Now()
 		_, state, err := n.store.StateDigest()
+		since(n.metrics.stateDigest, start)
 		if err != nil {
 			n.halt(fmt.Sprintf("reading the state digest at %d failed; execution stops", it.seq), err)
 			return appliedBatch{}, false
