@@ -99,6 +99,18 @@ func TestIdlePrimaryProposesImmediately(t *testing.T) {
 	}
 }
 
+// submitNumbered submits request "r<i>" to replica 0 and carries out its
+// actions.
+func submitNumbered(t *testing.T, s *sim, i int) []Action {
+	t.Helper()
+	acts, err := s.nodes[0].r.Submit(s.request([]byte(fmt.Sprintf("r%d", i))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.apply(0, acts)
+	return acts
+}
+
 func TestBatchCutByCount(t *testing.T) {
 	s := newSim(t, simOptions{n: 4, seed: 3, cfg: func(c *Config) {
 		c.BatchRequestsMax = 4
@@ -106,15 +118,7 @@ func TestBatchCutByCount(t *testing.T) {
 	}})
 	s.isolateAll()
 	s.tickOne(0, time.Millisecond)
-	primary := s.nodes[0].r
-	submit := func(i int) []Action {
-		acts, err := primary.Submit(s.request([]byte(fmt.Sprintf("r%d", i))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.apply(0, acts)
-		return acts
-	}
+	submit := func(i int) []Action { return submitNumbered(t, s, i) }
 	if len(sent(submit(0), KindPrePrepare)) != 1 {
 		t.Fatal("idle primary did not propose")
 	}
@@ -222,14 +226,7 @@ func TestProposalsInFlightMaxPacesTheBusyPrimary(t *testing.T) {
 	s.isolateAll()
 	s.tickOne(0, time.Millisecond)
 	primary := s.nodes[0].r
-	submit := func(i int) []Action {
-		acts, err := primary.Submit(s.request([]byte(fmt.Sprintf("r%d", i))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.apply(0, acts)
-		return acts
-	}
+	submit := func(i int) []Action { return submitNumbered(t, s, i) }
 	if len(sent(submit(0), KindPrePrepare)) != 1 {
 		t.Fatal("idle primary did not propose")
 	}
