@@ -339,7 +339,6 @@ func (l *Log) wait(ctx context.Context, done func(head) bool) error {
 	}
 }
 
-// advance publishes a new head and wakes every waiter.
 // Bounds of the log's cache of the latest events (decoded, in memory).
 const (
 	recentEventsMax = 4096
@@ -353,7 +352,8 @@ type storedEvent struct {
 	size int
 }
 
-// advance moves the head after a commit and keeps the batch's events.
+// advance publishes a new head after a commit, keeps the batch's events and
+// wakes every waiter.
 func (l *Log) advance(h head, appended []storedEvent) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
