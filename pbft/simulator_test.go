@@ -152,10 +152,14 @@ func TestSimulatorRegressionSeeds(t *testing.T) {
 		// A primary left with prepared seqs nobody else would commit any more
 		// (one replica finished them by state transfer, one left the view):
 		// a primary never times out, and only one replica showed it was
-		// behind. Fixed by Replica.behind's stalled rule.
+		// behind. Fixed by Replica.behind's stalled-primary rule.
 		{"churn", 2530},
-		// The same with a honest backup behind two silent replicas.
+		// The same with two silent Byzantine replicas among seven.
 		{"silent", 1013},
+		// The rule's first form let any stalled replica fetch: a backup then
+		// caught up instead of timing out, stayed in its old view, and joined
+		// the others' view only after everything was applied.
+		{"churn", 2863},
 	} {
 		i := slices.IndexFunc(scenarios, func(sc scenario) bool { return sc.name == c.scenario })
 		if i < 0 {
