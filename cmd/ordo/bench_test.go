@@ -16,10 +16,15 @@ import (
 func TestBenchCommandAgainstRunningNetwork(t *testing.T) {
 	c := newCluster(t)
 	out := filepath.Join(t.TempDir(), "report")
+	profiles := filepath.Join(t.TempDir(), "profiles")
 	stdout, stderr, code := ordo(t, "bench", "--node", c.node.srv.URL, "--genesis", c.genesis,
-		"--duration", "1s", "--warmup", "0s", "--clients", "2", "--payload", "64", "--out", out)
+		"--duration", "1s", "--warmup", "0s", "--clients", "2", "--payload", "64", "--out", out, "--profile", profiles)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	// With --node only the load generator runs here: its profile alone.
+	if fi, err := os.Stat(filepath.Join(profiles, "bench.cpu.pprof")); err != nil || fi.Size() == 0 {
+		t.Errorf("generator profile: %v", err)
 	}
 	if strings.Count(stdout, "\n") != 1 || !strings.HasSuffix(stdout, "\n") {
 		t.Fatalf("stdout is not one line: %q", stdout)
