@@ -730,14 +730,12 @@ func (r *Replica) Tick(now time.Time) []Action {
 
 // behind reports whether this replica should fetch committed entries: f+1
 // replicas showed COMMITs or CHECKPOINTs past what it delivered, or it is the
-// primary or in a view change, has requests pending, delivered nothing for a
-// view-change timeout, and any replica showed it is past it. The second case
-// is a replica that waits for what it cannot get: a primary whose slots can
-// no longer gather a quorum because the others finished them by state
-// transfer (a primary never times out its own view), or a backup that moved
-// to a view nobody else joined while the others finished its requests. An
-// active backup instead times out and changes view. One lying replica can
-// make only such a stalled replica fetch, at most once per RetransmitInterval.
+// primary, has requests pending, delivered nothing for a view-change timeout,
+// and any replica showed it is past it. The second case is a primary whose
+// slots can no longer gather a quorum because the others finished them by
+// state transfer or left the view: a backup in that state times out and
+// changes view, but a primary never times out its own view. One lying replica
+// can make only a stalled primary fetch, at most once per RetransmitInterval.
 func (r *Replica) behind() bool {
 	if r.now.Sub(r.deliveredAt) < r.cfg.RetransmitInterval {
 		return false
@@ -748,8 +746,7 @@ func (r *Replica) behind() bool {
 		return true
 	}
 	_, waiting := r.pending.oldestAt()
-	mayFetch := r.isPrimary() || !r.active
-	return mayFetch && waiting && r.now.Sub(r.deliveredAt) >= r.timeout() && commitsPast+ckptsPast > 0
+	return r.isPrimary() && waiting && r.now.Sub(r.deliveredAt) >= r.timeout() && commitsPast+ckptsPast > 0
 }
 
 // heartbeat re-broadcasts, every HeartbeatIntervals retransmit intervals,

@@ -160,11 +160,6 @@ func TestSimulatorRegressionSeeds(t *testing.T) {
 		// caught up instead of timing out, stayed in its old view, and joined
 		// the others' view only after everything was applied.
 		{"churn", 2863},
-		// A backup alone in a view nobody else joined while the others
-		// finished its request; only one replica's COMMIT showed it so (one
-		// had caught up by state transfer, one was silent). It fails on the
-		// code before the rule too.
-		{"silent", 1850},
 	} {
 		i := slices.IndexFunc(scenarios, func(sc scenario) bool { return sc.name == c.scenario })
 		if i < 0 {
