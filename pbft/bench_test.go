@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ordoledger/ordo/codec"
 	"github.com/ordoledger/ordo/crypto"
 )
 
@@ -124,8 +123,7 @@ func BenchmarkCoreLean(b *testing.B) {
 		b.StopTimer()
 		reqs := make([][]byte, 0, next-done)
 		for i := done; i < next; i++ {
-			body := codec.MustMarshal(&Request{Client: client.pub, Seq: uint64(i + 1), Command: command})
-			reqs = append(reqs, codec.MustMarshal(&SignedRequest{Body: body, Sig: client.Sign(KindRequest.String(), body)}))
+			reqs = append(reqs, signedRequestBy(client, client.pub, uint64(i+1), command))
 		}
 		b.StartTimer()
 		for _, raw := range reqs {

@@ -349,8 +349,13 @@ func (s *sim) violate(format string, args ...any) {
 
 // signedRequest builds a request signed by client c.
 func (s *sim) signedRequest(c int, seq uint64, command []byte) []byte {
-	body := codec.MustMarshal(&Request{Client: s.clientPub[c], Seq: seq, Command: command})
-	return codec.MustMarshal(&SignedRequest{Body: body, Sig: s.clients[c].Sign(KindRequest.String(), body)})
+	return signedRequestBy(s.clients[c], s.clientPub[c], seq, command)
+}
+
+// signedRequestBy encodes command as request seq of client pub, signed by signer.
+func signedRequestBy(signer Signer, pub crypto.PublicKey, seq uint64, command []byte) []byte {
+	body := codec.MustMarshal(&Request{Client: pub, Seq: seq, Command: command})
+	return codec.MustMarshal(&SignedRequest{Body: body, Sig: signer.Sign(KindRequest.String(), body)})
 }
 
 // request returns a new signed request of the first client.
