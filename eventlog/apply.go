@@ -92,6 +92,23 @@ func tooBig(err error) error {
 	return err
 }
 
+// The executor's write budget: what one batch's executor may set and delete.
+// It is part of the protocol, not of a node's configuration: every replica
+// must refuse the same requests (see ErrNoRoom), so the budget cannot come
+// from badger's own limits, which depend on each store's memtable. Open
+// sizes every store so that a batch within the budget, plus its entry and
+// head, always fits in one badger transaction.
+const (
+	// BatchWritesMax bounds the keys one batch's executor sets or deletes.
+	BatchWritesMax = 1 << 16
+	// BatchWriteBytesMax bounds the bytes of those writes, each counted as
+	// badger counts it: key, value and WriteOverheadBytes.
+	BatchWriteBytesMax = 6 << 20
+	// WriteOverheadBytes is what badger adds to each write's key and value
+	// when it sizes a transaction (version and meta bytes).
+	WriteOverheadBytes = 12
+)
+
 // Tx is what an executor may do inside Apply. It is valid only while the exec
 // function runs and only from the goroutine that called Apply.
 type Tx struct {
@@ -110,6 +127,34 @@ type Tx struct {
 	// appended are this batch's events in position order, for the log's
 	// cache of recent events once the batch commits.
 	appended []storedEvent
+	// writes and writeBytes are what the executor has used of its budget;
+	// reserved* is the part of the rest AppendEvents must leave free.
+	writes, reservedWrites         int
+	writeBytes, reservedWriteBytes int64
+}
+
+// Room is what is left of the batch's write budget: keys, and bytes counted
+// as in BatchWriteBytesMax.
+func (tx *Tx) Room() (writes int, bytes int64) {
+	return BatchWritesMax - tx.writes, BatchWriteBytesMax - tx.writeBytes
+}
+
+// Reserve sets how much of the room AppendEvents must leave free, for writes
+// the executor will make after it (0, 0 reserves nothing). Set and Delete
+// ignore it: they are what the executor reserved the room for.
+func (tx *Tx) Reserve(writes int, bytes int64) {
+	tx.reservedWrites, tx.reservedWriteBytes = writes, bytes
+}
+
+// use counts one write of keyLen+valLen bytes against the budget.
+func (tx *Tx) use(keyLen, valLen int) error {
+	b := int64(keyLen + valLen + WriteOverheadBytes)
+	if tx.writes+1 > BatchWritesMax || tx.writeBytes+b > BatchWriteBytesMax {
+		return fmt.Errorf("entry %d: write %d of %d bytes after %d bytes: %w", tx.seq, tx.writes+1, b, tx.writeBytes, ErrBatchTooBig)
+	}
+	tx.writes++
+	tx.writeBytes += b
+	return nil
 }
 
 // Seq is the seq of the entry being applied.
@@ -134,6 +179,9 @@ func (tx *Tx) get(key []byte) ([]byte, bool, error) {
 
 func (tx *Tx) set(key, val []byte) error {
 	if err := tx.check(); err != nil {
+		return err
+	}
+	if err := tx.use(len(key), len(val)); err != nil {
 		return err
 	}
 	return tx.write(key, val)
@@ -203,6 +251,8 @@ func (tx *Tx) EventByID(id [16]byte) (EventRef, bool, error) {
 // The executor has already validated the stream name, the IDs and the expected
 // version; a stream name the key layout cannot hold or an ID that already
 // exists is refused here too, so the indexes can never be made inconsistent.
+// Events that would not fit in the batch's write budget, less what the
+// executor reserved, are refused whole with ErrNoRoom.
 func (tx *Tx) AppendEvents(stream string, evs []NewEvent) (positions []uint64, lastVersion uint64, err error) {
 	if len(evs) == 0 {
 		return nil, 0, fmt.Errorf("append to %s: no events", stream)
@@ -211,8 +261,17 @@ func (tx *Tx) AppendEvents(stream string, evs []NewEvent) (positions []uint64, l
 	if err != nil {
 		return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
 	}
-	positions = make([]uint64, 0, len(evs))
+	// Encode everything first: the append is written whole or not at all.
+	stored := make([]storedEvent, len(evs))
+	vals := make([][]byte, len(evs))
+	refs := make([][]byte, len(evs))
 	version := uint64(cur + 1)
+	headKey := streamHeadKey(stream)
+	cost := int64(len(headKey) + 8 + WriteOverheadBytes)
+	var seen map[[16]byte]struct{} // only membership is asked of it
+	if len(evs) > 1 {
+		seen = make(map[[16]byte]struct{}, len(evs))
+	}
 	for i := range evs {
 		ne := &evs[i]
 		if _, exists, err := tx.EventByID(ne.ID); err != nil {
@@ -220,11 +279,17 @@ func (tx *Tx) AppendEvents(stream string, evs []NewEvent) (positions []uint64, l
 		} else if exists {
 			return nil, 0, fmt.Errorf("append to %s: event id %x already exists", stream, ne.ID)
 		}
-		pos := tx.nextPosition
+		if seen != nil {
+			if _, dup := seen[ne.ID]; dup {
+				return nil, 0, fmt.Errorf("append to %s: event id %x twice", stream, ne.ID)
+			}
+			seen[ne.ID] = struct{}{}
+		}
+		pos := tx.nextPosition + uint64(i)
 		ev := Event{
 			Position:    pos,
 			Stream:      stream,
-			Version:     version,
+			Version:     version + uint64(i),
 			ID:          ne.ID,
 			Type:        ne.Type,
 			ContentType: ne.ContentType,
@@ -237,27 +302,39 @@ func (tx *Tx) AppendEvents(stream string, evs []NewEvent) (positions []uint64, l
 		if err != nil {
 			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
 		}
-		ref, err := codec.Marshal(&EventRef{Stream: stream, Position: pos, Version: version, ContentHash: ne.ContentHash})
+		ref, err := codec.Marshal(&EventRef{Stream: stream, Position: pos, Version: ev.Version, ContentHash: ne.ContentHash})
 		if err != nil {
 			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
 		}
-		if err := tx.set(eventKey(pos), val); err != nil {
-			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
-		}
-		if err := tx.set(streamKey(stream, version), u64(pos)); err != nil {
-			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
-		}
-		if err := tx.set(idKey(ne.ID), ref); err != nil {
-			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
-		}
-		delete(tx.absent, ne.ID)
-		positions = append(positions, pos)
-		tx.appended = append(tx.appended, storedEvent{ev: ev, size: len(val)})
-		tx.nextPosition++
-		version++
+		stored[i] = storedEvent{ev: ev, size: len(val)}
+		vals[i], refs[i] = val, ref
+		// The event, its stream index entry and its ID index entry.
+		cost += int64(9+len(val)) + int64(len(stream)+2+8+8) + int64(17+len(ref)) + 3*WriteOverheadBytes
 	}
-	lastVersion = version - 1
-	if err := tx.set(streamHeadKey(stream), u64(lastVersion)); err != nil {
+	writes := 3*len(evs) + 1
+	roomWrites, roomBytes := tx.Room()
+	if writes > roomWrites-tx.reservedWrites || cost > roomBytes-tx.reservedWriteBytes {
+		return nil, 0, fmt.Errorf("append of %d events (%d writes, %d bytes) to %s: %w", len(evs), writes, cost, stream, ErrNoRoom)
+	}
+	positions = make([]uint64, len(evs))
+	for i := range stored {
+		ev := &stored[i].ev
+		if err := tx.set(eventKey(ev.Position), vals[i]); err != nil {
+			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
+		}
+		if err := tx.set(streamKey(stream, ev.Version), u64(ev.Position)); err != nil {
+			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
+		}
+		if err := tx.set(idKey(ev.ID), refs[i]); err != nil {
+			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
+		}
+		delete(tx.absent, ev.ID)
+		positions[i] = ev.Position
+	}
+	tx.appended = append(tx.appended, stored...)
+	tx.nextPosition += uint64(len(evs))
+	lastVersion = version + uint64(len(evs)) - 1
+	if err := tx.set(headKey, u64(lastVersion)); err != nil {
 		return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
 	}
 	tx.heads[stream] = int64(lastVersion)
@@ -290,6 +367,9 @@ func (tx *Tx) Delete(key []byte) error {
 		return err
 	}
 	if err := tx.check(); err != nil {
+		return err
+	}
+	if err := tx.use(len(k), 0); err != nil {
 		return err
 	}
 	if err := tx.txn.Delete(k); err != nil {

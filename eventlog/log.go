@@ -18,20 +18,24 @@ import (
 
 // Badger sizing. Four validators share one machine and tests open many logs,
 // so memory is kept modest. The largest transaction badger accepts is 15% of
-// the memtable: on disk only values under valueThresholdBytes count in full
-// (larger ones go to the value log and count as a pointer), so a 64 MiB
-// memtable carries batches far above batch_bytes_max; in memory every value
-// counts, so 32 MiB takes a transaction of about 4.8 MiB, enough for a 2 MiB
-// batch whose bytes are stored twice (the entry and its events).
+// the memtable, in bytes, and that divided by a skiplist node's size (96
+// bytes), in keys. A 64 MiB memtable takes about 9.6 MiB and 104,000 keys:
+// the executor's budget (BatchWritesMax, BatchWriteBytesMax) plus an entry of
+// entryBytesRoom. On disk, values of valueThresholdBytes and more live in the
+// value log and count as a pointer, so the entry barely counts; in memory
+// every value counts in full.
 const (
 	diskMemTableBytesDefault   = 64 << 20
 	diskBlockCacheBytesDefault = 32 << 20
 	diskNumMemtables           = 3
-	memMemTableBytesDefault    = 32 << 20
+	memMemTableBytesDefault    = 64 << 20
 	memNumMemtables            = 2
-	// memTableBytesMin keeps badger's largest transaction (15% of the
-	// memtable) above its largest inline value (1 MiB).
-	memTableBytesMin = 8 << 20
+	// memTableBytesMin keeps the budget and an entry within one transaction.
+	memTableBytesMin = 64 << 20
+	// entryBytesRoom is the largest entry (requests, results, certificate)
+	// an in-memory store takes beside a full budget: badger's largest
+	// in-memory value. On disk the entry is a value-log pointer.
+	entryBytesRoom = 1 << 20
 	// valueThresholdBytes: values at least this long live in the value log.
 	valueThresholdBytes = 4 << 10
 	// valueLogFileBytes is small enough that value-log GC can reclaim space

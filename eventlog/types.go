@@ -16,10 +16,16 @@ var (
 	ErrOutOfOrder = errors.New("eventlog: entry out of order")
 	// ErrNotFound is returned for an entry, event or stream that does not exist.
 	ErrNotFound = errors.New("eventlog: not found")
-	// ErrBatchTooBig is returned when a batch does not fit in one badger
-	// transaction. Batches are bounded upstream (batch_bytes_max); seeing this
-	// means that bound is larger than the store was sized for (MemTableBytes).
+	// ErrBatchTooBig is returned when a batch does not fit in one
+	// transaction: its executor went past BatchWritesMax or
+	// BatchWriteBytesMax, or its entry would not decode again under the
+	// codec's limits. Executors keep within the budget (see Tx.Room), so
+	// seeing this means an executor's bound is wrong.
 	ErrBatchTooBig = errors.New("eventlog: batch too big for one transaction")
+	// ErrNoRoom is returned by AppendEvents, which then has written nothing,
+	// when the events would not fit in what is left of the batch's write
+	// budget after the room the executor reserved (Tx.Reserve).
+	ErrNoRoom = errors.New("eventlog: no room left in the batch")
 	// ErrCorrupt is returned when a stored value does not decode or does not
 	// match what its key and hash chain say it must be. Such a value is never served.
 	ErrCorrupt = errors.New("eventlog: corrupt stored value")
