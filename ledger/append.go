@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/ordoledger/ordo/crypto"
@@ -28,7 +29,7 @@ func lengthPrefixed(b []byte) []byte {
 }
 
 // append executes an AppendCommand with KurrentDB semantics.
-func (m *Machine) append(tx *eventlog.Tx, req *Request, cmd *AppendCommand) (Result, error) {
+func (m *Machine) append(tx *eventlog.Tx, lb *ledgerBatch, req *Request, cmd *AppendCommand) (Result, error) {
 	if msg := m.checkAppend(cmd); msg != "" {
 		return badCommand(tx, req, msg), nil
 	}
@@ -97,7 +98,13 @@ func (m *Machine) append(tx *eventlog.Tx, req *Request, cmd *AppendCommand) (Res
 			Data: ev.Data, Metadata: ev.Metadata, ContentHash: hashes[i],
 		}
 	}
+	lb.reserve(windowCost(len(evs)))
 	pos, last, err := tx.AppendEvents(cmd.Stream, evs)
+	if errors.Is(err, eventlog.ErrNoRoom) {
+		res.Code = CodeBatchFull
+		res.Message = fmt.Sprintf("the batch has no room left for %d events; submit them again", len(evs))
+		return res, nil
+	}
 	if err != nil {
 		return res, err
 	}

@@ -130,7 +130,9 @@ const (
 	CodePendingTransferAlreadyVoided = "pending_transfer_already_voided"
 	CodeExceedsPendingAmount         = "exceeds_pending_amount"
 	// CodeBatchFull: the batch had already done Config.OpsPerBatchMax ledger
-	// operations. Nothing changed; submit the command again (a new client seq).
+	// operations, or has no room left in its write budget for the command
+	// (see RequestsPerBatchMax). Nothing changed; submit the command again
+	// (a new client seq).
 	CodeBatchFull = "batch_full"
 )
 

@@ -25,6 +25,13 @@ func (b *ledgerBatch) expire(limit int) error {
 		return err
 	}
 	from := expiryPrefix
+	staged := 0
+	// commit appends the staged events, leaving room for their records.
+	commit := func() error {
+		b.reserve(opFlushCost.times(staged))
+		_, err := c.commit()
+		return err
+	}
 	for left := limit; left > 0; {
 		keys, err := b.tx.CommittedKeys(expiryPrefix, from, min(left, expiryScanKeysMax))
 		if err != nil {
@@ -35,13 +42,14 @@ func (b *ledgerBatch) expire(limit int) error {
 			if err != nil {
 				return err
 			}
-			if deadline >= now {
-				_, err := c.commit()
-				return err
+			// The rest expire in later batches, as past the limit.
+			if deadline >= now || !b.fits(opCost.plus(opFlushCost).times(staged+1)) {
+				return commit()
 			}
 			if err := c.expireOne(id, deadline); err != nil {
 				return fmt.Errorf("expire pending transfer %s: %w", id, err)
 			}
+			staged++
 			left--
 		}
 		if len(keys) < expiryScanKeysMax {
@@ -49,8 +57,7 @@ func (b *ledgerBatch) expire(limit int) error {
 		}
 		from = append(bytes.Clone(keys[len(keys)-1]), 0)
 	}
-	_, err = c.commit()
-	return err
+	return commit()
 }
 
 func (c *chain) expireOne(id string, deadline int64) error {

@@ -137,13 +137,18 @@ func (m *Machine) Execute(tx *eventlog.Tx, reqs []Request) ([][]byte, error) {
 	if tx == nil {
 		return nil, errors.New("execute: nil transaction")
 	}
+	if len(reqs) > RequestsPerBatchMax {
+		return nil, fmt.Errorf("execute: %d requests, at most %d fit a batch's write budget", len(reqs), RequestsPerBatchMax)
+	}
 	lb := newLedgerBatch(tx, m.cfg.OpsPerBatchMax)
+	lb.requestsLeft = len(reqs)
 	if err := lb.expire(m.cfg.ExpiriesPerBatchMax); err != nil {
 		return nil, fmt.Errorf("execute: expiring pending transfers: %w", err)
 	}
 	results := make([][]byte, len(reqs))
 	w := newWindow(tx, m.cfg.ClientWindow)
 	for i := range reqs {
+		lb.requestsLeft = len(reqs) - i - 1
 		r, err := m.executeOnce(tx, w, lb, &reqs[i])
 		if err != nil {
 			return nil, fmt.Errorf("execute request %d (client %v seq %d): %w", i, reqs[i].Client, reqs[i].ClientSeq, err)
@@ -210,7 +215,7 @@ func (m *Machine) execute(tx *eventlog.Tx, lb *ledgerBatch, req *Request) (Resul
 	case n > 1:
 		return badCommand(tx, req, fmt.Sprintf("command names %d operations, want 1", n)), nil
 	case cmd.Append != nil:
-		return m.append(tx, req, cmd.Append)
+		return m.append(tx, lb, req, cmd.Append)
 	case len(cmd.Ops) > 0:
 		return m.runLedger(tx, lb, req, cmd.Ops, false)
 	default:

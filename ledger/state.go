@@ -140,6 +140,10 @@ type ledgerBatch struct {
 	eventsDirty  bool
 	// opsLeft is how many more ledger operations this batch may run.
 	opsLeft int
+	// requestsLeft is how many requests of the batch come after the one
+	// executing; flushCost bounds what flush will write (see hold).
+	requestsLeft int
+	flushCost    cost
 }
 
 func newLedgerBatch(tx *eventlog.Tx, opsMax int) *ledgerBatch {
@@ -198,6 +202,7 @@ func (b *ledgerBatch) setAccount(id string, a account) {
 	if !c.dirty {
 		c.dirty = true
 		b.dirtyAccounts = append(b.dirtyAccounts, id)
+		b.flushCost = b.flushCost.plus(accountFlushCost)
 	}
 }
 
@@ -211,6 +216,7 @@ func (b *ledgerBatch) setTransfer(id string, t transfer) {
 	if !c.dirty {
 		c.dirty = true
 		b.dirtyTransfers = append(b.dirtyTransfers, id)
+		b.flushCost = b.flushCost.plus(transferFlushCost)
 	}
 }
 

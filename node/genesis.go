@@ -8,6 +8,7 @@ import (
 
 	"github.com/ordoledger/ordo/codec"
 	"github.com/ordoledger/ordo/crypto"
+	"github.com/ordoledger/ordo/ledger"
 	"github.com/ordoledger/ordo/pbft"
 )
 
@@ -97,8 +98,8 @@ func (g *Genesis) Validate() error {
 	}
 	p := g.Params
 	switch {
-	case p.BatchRequestsMax < 1 || p.BatchRequestsMax > 1<<16:
-		return fmt.Errorf("genesis: batch_requests_max %d outside 1..65536", p.BatchRequestsMax)
+	case p.BatchRequestsMax < 1 || p.BatchRequestsMax > ledger.RequestsPerBatchMax:
+		return fmt.Errorf("genesis: batch_requests_max %d outside 1..%d", p.BatchRequestsMax, ledger.RequestsPerBatchMax)
 	case p.BatchBytesMax < 1024 || p.BatchBytesMax > 8<<20:
 		return fmt.Errorf("genesis: batch_bytes_max %d outside 1KiB..8MiB", p.BatchBytesMax)
 	case p.BatchDelayMs < 0 || p.BatchDelayMs > 1000:
