@@ -832,3 +832,34 @@ func TestCorruptValueDetected(t *testing.T) {
 		t.Fatalf("corrupt stored event served: %v", err)
 	}
 }
+
+// A snapshot's digest is the state digest when it was taken, whatever is
+// applied after it.
+func TestStateSnapshotIgnoresLaterBatches(t *testing.T) {
+	l := openMem(t)
+	set := func(seq uint64, k, v string) {
+		t.Helper()
+		if _, err := l.Apply(header(seq, 0), func(tx *Tx) ([][]byte, error) { return nil, tx.Set([]byte(k), []byte(v)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(1, "a", "1")
+	_, before, err := l.StateDigest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := l.StateSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Discard()
+	set(2, "a", "2")
+	set(3, "b", "3")
+	got, err := snap.Digest()
+	if err != nil || got != before || snap.Seq() != 1 {
+		t.Fatalf("snapshot at seq %d digests %x (%v), want seq 1 and %x", snap.Seq(), got, err, before)
+	}
+	if seq, now, _ := l.StateDigest(); seq != 3 || now == before {
+		t.Fatalf("state digest at seq %d did not change after the snapshot", seq)
+	}
+}

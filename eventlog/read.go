@@ -301,35 +301,61 @@ const StreamEnd = math.MaxUint64
 // key and value, in key order) together with the seq it was read at: the part of
 // a checkpoint's state that the log head hash does not already cover.
 func (l *Log) StateDigest() (seq uint64, digest crypto.Digest, err error) {
-	err = l.db.View(func(txn *badger.Txn) error {
-		hb, found, err := get(txn, keyHead)
-		if err != nil {
-			return err
-		}
-		if found {
-			h, err := decodeHead(hb)
-			if err != nil {
-				return err
-			}
-			seq = h.Seq
-		}
-		prefix := []byte{prefixState}
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		defer it.Close()
-		d := newStateHasher()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			item := it.Item()
-			v, err := item.ValueCopy(nil)
-			if err != nil {
-				return fmt.Errorf("read state key: %w", err)
-			}
-			d.add(item.Key()[1:], v)
-		}
-		digest = d.sum()
-		return nil
-	})
+	s, err := l.StateSnapshot()
 	if err != nil {
-		return 0, crypto.Digest{}, fmt.Errorf("state digest: %w", err)
+		return 0, crypto.Digest{}, err
 	}
-	return seq, digest, nil
+	defer s.Discard()
+	digest, err = s.Digest()
+	return s.Seq(), digest, err
 }
+
+// StateSnapshot is the log as it was when StateSnapshot was called, for
+// reading the state digest later, off the goroutine that applies batches:
+// later Apply calls do not change what it reads. Discard it when done; until
+// then badger keeps the versions it reads.
+type StateSnapshot struct {
+	txn *badger.Txn
+	seq uint64
+}
+
+// StateSnapshot captures the log now.
+func (l *Log) StateSnapshot() (*StateSnapshot, error) {
+	txn := l.db.NewTransaction(false)
+	s := &StateSnapshot{txn: txn}
+	hb, found, err := get(txn, keyHead)
+	if err == nil && found {
+		var h head
+		if h, err = decodeHead(hb); err == nil {
+			s.seq = h.Seq
+		}
+	}
+	if err != nil {
+		txn.Discard()
+		return nil, fmt.Errorf("state snapshot: %w", err)
+	}
+	return s, nil
+}
+
+// Seq is the seq of the last entry the snapshot holds.
+func (s *StateSnapshot) Seq() uint64 { return s.seq }
+
+// Digest reads the state digest (see Log.StateDigest) as of the snapshot.
+func (s *StateSnapshot) Digest() (crypto.Digest, error) {
+	prefix := []byte{prefixState}
+	it := s.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	d := newStateHasher()
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		item := it.Item()
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return crypto.Digest{}, fmt.Errorf("state digest at %d: read state key: %w", s.seq, err)
+		}
+		d.add(item.Key()[1:], v)
+	}
+	return d.sum(), nil
+}
+
+// Discard releases the snapshot.
+func (s *StateSnapshot) Discard() { s.txn.Discard() }

@@ -45,11 +45,11 @@ type submission struct {
 // needs every one for checkpoints (Executed), and fetched entries also leave
 // the pending queue and move Delivered (Forget, CaughtUp).
 type appliedNote struct {
-	seq         uint64
-	timestamp   int64
-	stateDigest crypto.Digest // set at checkpoint seqs only
-	fetched     bool
-	batch       [][]byte
+	seq       uint64
+	timestamp int64
+	digest    *digestJob // at checkpoint seqs only
+	fetched   bool
+	batch     [][]byte
 }
 
 func envKey(counter uint64) string { return fmt.Sprintf("%s%016x", metaEnvPrefix, counter) }
@@ -158,20 +158,32 @@ func (n *Node) submit(acts []pbft.Action, s submission) []pbft.Action {
 	return append(acts, more...)
 }
 
-// noteApplied tells the core about every batch the executor made durable:
-// fetched ones leave the pending queue and move Delivered, and every one may
-// complete a checkpoint.
+// noteApplied tells the core about every batch the executor made durable, in
+// order: fetched ones leave the pending queue and move Delivered, and every
+// one may complete a checkpoint. It stops at a checkpoint whose state digest
+// is still being read; the digester kicks it again when it is done.
 func (n *Node) noteApplied(acts []pbft.Action) []pbft.Action {
 	n.appliedMu.Lock()
 	notes := n.appliedNotes
-	n.appliedNotes = nil
+	ready := len(notes)
+	for i := range notes {
+		if notes[i].digest != nil && !notes[i].digest.ready() {
+			ready = i
+			break
+		}
+	}
+	n.appliedNotes = append([]appliedNote(nil), notes[ready:]...)
 	n.appliedMu.Unlock()
-	for _, a := range notes {
+	for _, a := range notes[:ready] {
 		if a.fetched {
 			n.replica.Forget(a.batch)
 			acts = append(acts, n.replica.CaughtUp(a.seq, a.timestamp)...)
 		}
-		acts = append(acts, n.replica.Executed(a.seq, a.stateDigest)...)
+		var digest crypto.Digest
+		if a.digest != nil {
+			digest = a.digest.digest
+		}
+		acts = append(acts, n.replica.Executed(a.seq, digest)...)
 	}
 	return acts
 }

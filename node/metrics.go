@@ -63,7 +63,7 @@ func newMetrics() *metrics {
 		verifySeconds:   histogram("ordo_verify_seconds", "Decoding and batch-verifying one chunk of inbound frames.", secondsBuckets),
 		applySeconds:    histogram("ordo_apply_seconds", "Applying one committed batch to the log and ledger (before the fsync).", secondsBuckets),
 		logSyncSeconds:  histogram("ordo_log_sync_seconds", "The executor's group fsync of applied batches.", secondsBuckets),
-		stateDigest:     histogram("ordo_state_digest_seconds", "Reading the digest of the whole executor state at a checkpoint seq (the executor waits for it).", secondsBuckets),
+		stateDigest:     histogram("ordo_state_digest_seconds", "Reading the digest of the whole executor state at a checkpoint seq, off the executor (checkpoint notes wait for it).", secondsBuckets),
 		batchRequests:   histogram("ordo_batch_requests", "Client requests per executed batch.", prometheus.ExponentialBuckets(1, 2, 12)),
 		verifyChunkSigs: histogram("ordo_verify_chunk_signatures", "Signatures checked together in one verification chunk.", prometheus.ExponentialBuckets(1, 2, 12)),
 	}

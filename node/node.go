@@ -24,13 +24,16 @@ import (
 
 // Bounds and intervals of the node itself (protocol parameters live in genesis).
 const (
-	tickInterval          = time.Millisecond
-	retransmitInterval    = 500 * time.Millisecond
-	pendingRequestsMax    = 1 << 16
-	inboundQueueLen       = 8192
-	submitQueueLen        = 4096
-	executeQueueLen       = 1024
-	executeGroupMax       = 64
+	tickInterval       = time.Millisecond
+	retransmitInterval = 500 * time.Millisecond
+	pendingRequestsMax = 1 << 16
+	inboundQueueLen    = 8192
+	submitQueueLen     = 4096
+	executeQueueLen    = 1024
+	executeGroupMax    = 64
+	// digestQueueLen bounds the checkpoint state digests waiting to be read
+	// off the executor; past it the executor waits (see runDigester).
+	digestQueueLen        = 2
 	verifiedCacheLen      = 1 << 17
 	driverDrainMax        = 512
 	verifyQueueMax        = 4096 // frames the verifier holds off the transport
@@ -105,6 +108,7 @@ type Node struct {
 	submitCh     chan submission
 	stepCh       chan pbft.Message
 	execCh       chan execItem
+	digestCh     chan *digestJob // executor → digester; the executor closes it
 	appliedKick  chan struct{}
 	fetchKick    chan uint64
 	appliedSeq   atomic.Uint64
@@ -165,6 +169,7 @@ func New(cfg Config) (*Node, error) {
 		submitCh:    make(chan submission, submitQueueLen),
 		stepCh:      make(chan pbft.Message, inboundQueueLen),
 		execCh:      make(chan execItem, executeQueueLen),
+		digestCh:    make(chan *digestJob, digestQueueLen),
 		appliedKick: make(chan struct{}, 1),
 		fetchKick:   make(chan uint64, 1),
 		stop:        make(chan struct{}),
@@ -292,10 +297,11 @@ func (n *Node) Start() error {
 	}
 	n.host.Start()
 	n.views.Start()
-	n.wg.Add(4)
+	n.wg.Add(5)
 	go n.runVerifier()
 	go n.runDriver()
 	go n.runExecutor()
+	go n.runDigester()
 	go n.runFetcher()
 	n.kickFetch(0)
 	if n.cfg.Byzantine != "" {
