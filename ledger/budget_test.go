@@ -232,3 +232,34 @@ func TestExpiriesWithinBudget(t *testing.T) {
 		t.Fatalf("expired %d then %d of %d", first, second, pending)
 	}
 }
+
+// The largest commands the limits allow fit an otherwise empty batch, so
+// none is refused as batch_full for good: an ops command by its bound, and an
+// append of eventsPerAppendLimit events of CommandBytesMax by executing it.
+func TestLargestCommandsFitABatch(t *testing.T) {
+	ops := opCost.plus(opFlushCost).times(opsPerCommandLimit).plus(windowCost(opsPerCommandLimit)).plus(eventCountCost)
+	if !ops.within(cost{eventlog.BatchWritesMax, eventlog.BatchWriteBytesMax}) {
+		t.Fatalf("an ops command of %d operations may write %+v", opsPerCommandLimit, ops)
+	}
+	h := newHarness(t, Config{EventsPerAppendMax: eventsPerAppendLimit})
+	evs := make([]EventData, eventsPerAppendLimit)
+	typ := strings.Repeat("t", EventTypeBytesMax)
+	for i := range evs {
+		evs[i].ID[0] = 0x40
+		binary.BigEndian.PutUint64(evs[i].ID[8:], uint64(i))
+		evs[i].Type = typ
+	}
+	stream := longID("s", NameBytesMax)
+	cmd := appendCmd(stream, ExpectedAny, evs...)
+	per := (CommandBytesMax - len(cmd)) / len(evs)
+	for i := range evs {
+		evs[i].Data = bytes.Repeat([]byte{'d'}, per-4)
+	}
+	cmd = appendCmd(stream, ExpectedAny, evs...)
+	if len(cmd) > CommandBytesMax || len(cmd) < CommandBytesMax*9/10 {
+		t.Fatalf("command of %d bytes, want just under %d", len(cmd), CommandBytesMax)
+	}
+	if r := h.one(req(1, 1, cmd)); r.Code != CodeOK {
+		t.Fatalf("the largest append: %s %q", r.Code, r.Message)
+	}
+}

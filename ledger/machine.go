@@ -41,13 +41,20 @@ type Config struct {
 	ExpiriesPerBatchMax int `json:"expiries_per_batch_max"`
 }
 
+// CommandBytesMax bounds the encoded command of one request, which the write
+// budget is sized for; a genesis's request_bytes_max may not exceed it.
+const CommandBytesMax = 1 << 20
+
 // Upper limits for Config values.
 const (
 	clientWindowLimit = 1 << 20
-	// eventsPerAppendLimit is what the strict decoder lets through anyway.
-	eventsPerAppendLimit  = codec.MaxArrayElements
+	// eventsPerAppendLimit and opsPerCommandLimit keep the largest command
+	// (of at most CommandBytesMax) within an otherwise empty batch's write
+	// budget, so that it is never refused as batch_full for good
+	// (TestLargestCommandsFitABatch).
+	eventsPerAppendLimit  = 4096
 	eventBytesLimit       = 1 << 20
-	opsPerCommandLimit    = codec.MaxArrayElements
+	opsPerCommandLimit    = 1024
 	opsPerBatchLimit      = 1 << 16
 	expiriesPerBatchLimit = 1 << 16
 )

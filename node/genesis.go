@@ -112,8 +112,8 @@ func (g *Genesis) Validate() error {
 		return fmt.Errorf("genesis: window_seqs %d above 65536", p.WindowSeqs)
 	case p.ViewChangeTimeoutMs < 10:
 		return fmt.Errorf("genesis: view_change_timeout_ms %d below 10", p.ViewChangeTimeoutMs)
-	case p.RequestBytesMax < 256 || p.RequestBytesMax > p.BatchBytesMax:
-		return fmt.Errorf("genesis: request_bytes_max %d outside 256..batch_bytes_max", p.RequestBytesMax)
+	case p.RequestBytesMax < 256 || p.RequestBytesMax > min(p.BatchBytesMax, ledger.CommandBytesMax):
+		return fmt.Errorf("genesis: request_bytes_max %d outside 256..%d (and batch_bytes_max)", p.RequestBytesMax, ledger.CommandBytesMax)
 	case p.ClockSkewMaxMs < 1:
 		return fmt.Errorf("genesis: clock_skew_max_ms must be positive")
 	}
