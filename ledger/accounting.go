@@ -38,7 +38,7 @@ func (m *Machine) runLedger(tx *eventlog.Tx, lb *ledgerBatch, req *Request, ops 
 	// Each operation's event, and the records it may make dirty, beyond
 	// the batch's hold.
 	flush := opFlushCost.times(len(ops))
-	if !lb.fits(opCost.times(len(ops)).plus(flush).plus(windowCost(len(ops)))) {
+	if !lb.fits(opCost.times(len(ops)).plus(flush).plus(itemsWindowCost(len(ops)))) {
 		res.Code = CodeBatchFull
 		res.Message = fmt.Sprintf("the batch has no room left for %d more ledger operations; submit the command again", len(ops))
 		return res, nil
@@ -52,7 +52,7 @@ func (m *Machine) runLedger(tx *eventlog.Tx, lb *ledgerBatch, req *Request, ops 
 		}
 		open := end == len(ops)-1 && ops[end].Linked
 		// The records of this chain and the later ones are not dirty yet.
-		lb.reserve(opFlushCost.times(len(ops) - start).plus(windowCost(len(ops))))
+		lb.reserve(opFlushCost.times(len(ops) - start).plus(itemsWindowCost(len(ops))))
 		if err := lb.runChain(req.Client, ops[start:end+1], results[start:end+1], open); err != nil {
 			return res, err
 		}

@@ -98,7 +98,13 @@ func (m *Machine) append(tx *eventlog.Tx, lb *ledgerBatch, req *Request, cmd *Ap
 			Data: ev.Data, Metadata: ev.Metadata, ContentHash: hashes[i],
 		}
 	}
-	lb.reserve(windowCost(len(evs)))
+	window := itemsWindowCost(len(evs))
+	if !lb.fits(cost{results: window.results}) {
+		res.Code = CodeBatchFull
+		res.Message = fmt.Sprintf("the batch has no room left for the result of %d events; submit them again", len(evs))
+		return res, nil
+	}
+	lb.reserve(window)
 	pos, last, err := tx.AppendEvents(cmd.Stream, evs)
 	if errors.Is(err, eventlog.ErrNoRoom) {
 		res.Code = CodeBatchFull

@@ -20,20 +20,33 @@ import (
 // batch_requests_max may not exceed it.
 const RequestsPerBatchMax = 4096
 
+// ResultsBytesMax bounds the encoded results of one batch, which its entry
+// holds beside its requests (at most 8 MiB, the largest batch_bytes_max):
+// the entry must still decode under codec.MaxMessageBytes. Results that
+// write nothing count too: an idempotent retry, or a client seq executed
+// before, lists every position of the original.
+const ResultsBytesMax = 5 << 20
+
 // cost is a part of the write budget: keys, and bytes counted as the event
-// log counts them (key, value and eventlog.WriteOverheadBytes per write).
+// log counts them (key, value and eventlog.WriteOverheadBytes per write);
+// and of the results budget (ResultsBytesMax).
 type cost struct {
-	writes int
-	bytes  int64
+	writes  int
+	bytes   int64
+	results int64
 }
 
-func (c cost) plus(d cost) cost { return cost{c.writes + d.writes, c.bytes + d.bytes} }
+func (c cost) plus(d cost) cost {
+	return cost{c.writes + d.writes, c.bytes + d.bytes, c.results + d.results}
+}
 
-func (c cost) times(n int) cost { return cost{c.writes * n, c.bytes * int64(n)} }
+func (c cost) times(n int) cost {
+	return cost{c.writes * n, c.bytes * int64(n), c.results * int64(n)}
+}
 
 // write is the cost of one write of a key and a value of these lengths.
 func write(keyBytes, valueBytes int) cost {
-	return cost{1, int64(keyBytes + valueBytes + eventlog.WriteOverheadBytes)}
+	return cost{writes: 1, bytes: int64(keyBytes + valueBytes + eventlog.WriteOverheadBytes)}
 }
 
 // Bounds on what the ledger writes, checked against what it does write by
@@ -67,13 +80,17 @@ func resultBytesBound(items int) int {
 
 // windowCost bounds what storing one request's result writes: the result,
 // the client's record (its count and up to lowSeqsMax seqs), and the
-// eviction of its oldest result.
-func windowCost(items int) cost {
+// eviction of its oldest result. itemsWindowCost is that for a result of at
+// most resultBytesBound(items).
+func windowCost(resultBytes int) cost {
 	key := stateKeyPrefixBytes + len(resultKey(crypto.PublicKey{}, 0))
-	return write(key, resultBytesBound(items)).
+	return cost{results: int64(resultBytes)}.
+		plus(write(key, resultBytes)).
 		plus(write(stateKeyPrefixBytes+len(clientKey(crypto.PublicKey{})), 8+8*lowSeqsMax)).
 		plus(write(key, 0))
 }
+
+func itemsWindowCost(items int) cost { return windowCost(resultBytesBound(items)) }
 
 // recordCost bounds flush's write of one account or transfer record.
 var (
@@ -96,9 +113,9 @@ var opCost = write(9, ledgerEventBytesMax).
 // accounts, and a transfer and the pending transfer it settles.
 var opFlushCost = accountFlushCost.times(2).plus(transferFlushCost.times(2))
 
-// smallWindowCost is windowCost(0): the result of a request that adds no
-// positions, such as CodeBatchFull.
-var smallWindowCost = windowCost(0)
+// smallWindowCost is itemsWindowCost(0): the result of a request that adds
+// no positions, such as CodeBatchFull.
+var smallWindowCost = itemsWindowCost(0)
 
 // hold is what the batch must keep free beyond a request's own writes: a
 // small result for every request after it, the records flush will write,
@@ -111,7 +128,7 @@ func (b *ledgerBatch) hold() cost {
 func (b *ledgerBatch) fits(need cost) bool {
 	need = need.plus(b.hold())
 	writes, bytes := b.tx.Room()
-	return need.writes <= writes && need.bytes <= bytes
+	return need.writes <= writes && need.bytes <= bytes && b.resultBytes+need.results <= ResultsBytesMax
 }
 
 // reserve makes AppendEvents leave hold() and extra free.

@@ -15,10 +15,12 @@ import (
 // used is how much of the write budget tx has used.
 func used(tx *eventlog.Tx) cost {
 	w, b := tx.Room()
-	return cost{eventlog.BatchWritesMax - w, eventlog.BatchWriteBytesMax - b}
+	return cost{writes: eventlog.BatchWritesMax - w, bytes: eventlog.BatchWriteBytesMax - b}
 }
 
-func (c cost) within(bound cost) bool { return c.writes <= bound.writes && c.bytes <= bound.bytes }
+func (c cost) within(bound cost) bool {
+	return c.writes <= bound.writes && c.bytes <= bound.bytes && c.results <= bound.results
+}
 
 // longID is an id of exactly n bytes that starts with prefix.
 func longID(prefix string, n int) string {
@@ -37,7 +39,7 @@ func TestWriteBounds(t *testing.T) {
 		t.Helper()
 		bound := eventCountCost
 		for i, n := range items {
-			bound = bound.plus(opCost.plus(opFlushCost).times(n)).plus(windowCost(n))
+			bound = bound.plus(opCost.plus(opFlushCost).times(n)).plus(itemsWindowCost(n))
 			if len(raw[i]) > resultBytesBound(n) {
 				t.Fatalf("%s: result %d of %d bytes, bound %d", what, i, len(raw[i]), resultBytesBound(n))
 			}
@@ -237,8 +239,8 @@ func TestExpiriesWithinBudget(t *testing.T) {
 // none is refused as batch_full for good: an ops command by its bound, and an
 // append of eventsPerAppendLimit events of CommandBytesMax by executing it.
 func TestLargestCommandsFitABatch(t *testing.T) {
-	ops := opCost.plus(opFlushCost).times(opsPerCommandLimit).plus(windowCost(opsPerCommandLimit)).plus(eventCountCost)
-	if !ops.within(cost{eventlog.BatchWritesMax, eventlog.BatchWriteBytesMax}) {
+	ops := opCost.plus(opFlushCost).times(opsPerCommandLimit).plus(itemsWindowCost(opsPerCommandLimit)).plus(eventCountCost)
+	if !ops.within(cost{eventlog.BatchWritesMax, eventlog.BatchWriteBytesMax, ResultsBytesMax}) {
 		t.Fatalf("an ops command of %d operations may write %+v", opsPerCommandLimit, ops)
 	}
 	h := newHarness(t, Config{EventsPerAppendMax: eventsPerAppendLimit})
@@ -262,4 +264,61 @@ func TestLargestCommandsFitABatch(t *testing.T) {
 	if r := h.one(req(1, 1, cmd)); r.Code != CodeOK {
 		t.Fatalf("the largest append: %s %q", r.Code, r.Message)
 	}
+}
+
+// Results that write nothing are bounded too (ResultsBytesMax): an
+// idempotent retry of a large append lists every position, and so does a
+// client seq executed before, answered from the window. A batch of either
+// refuses the results that do not fit, and its entry stays within the
+// bound. On disk: an in-memory store takes no value over 1 MiB.
+func TestBatchOfLargeResultsFillsUp(t *testing.T) {
+	h := newDiskHarness(t, Config{})
+	cmd := tinyAppend("retried", 0, 1000)
+	if r := h.one(req(1, 1, cmd)); r.Code != CodeOK {
+		t.Fatalf("first append: %s %q", r.Code, r.Message)
+	}
+	// About 3 KB per result: 2,048 of them are over 5 MiB.
+	const n = 2048
+	check := func(what string, reqs []Request, wantFull bool) {
+		t.Helper()
+		ok, full := 0, 0
+		for i, r := range h.run(reqs...) {
+			switch {
+			case r.Code == CodeOK && len(r.Positions) == 1000:
+				ok++
+			case r.Code == CodeBatchFull && len(r.Positions) == 0:
+				full++
+			default:
+				t.Fatalf("%s %d: %s with %d positions", what, i, r.Code, len(r.Positions))
+			}
+		}
+		if ok == 0 || (full > 0) != wantFull {
+			t.Fatalf("%s: %d answered and %d full", what, ok, full)
+		}
+		seq, _ := h.log.Applied()
+		e, err := h.log.Entry(seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0
+		for _, r := range e.Results {
+			total += len(r)
+		}
+		if total > ResultsBytesMax {
+			t.Fatalf("%s: results of %d bytes", what, total)
+		}
+	}
+	retries := make([]Request, n)
+	for i := range retries {
+		retries[i] = req(2, uint64(i+1), cmd)
+	}
+	check("retry", retries, true)
+
+	repeats := make([]Request, n)
+	for i := range repeats {
+		repeats[i] = req(3, uint64(i+1), cmd)
+	}
+	check("first half", repeats[:n/2], false)
+	check("second half", repeats[n/2:], false)
+	check("repeat", repeats, true)
 }

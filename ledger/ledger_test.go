@@ -34,7 +34,19 @@ type harness struct {
 
 func newHarness(t tb, cfg Config) *harness {
 	t.Helper()
-	l, err := eventlog.Open(eventlog.Options{InMemory: true, Genesis: testGenesis, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	return openHarness(t, cfg, eventlog.Options{InMemory: true})
+}
+
+// newDiskHarness keeps its log on disk, for entries over 1 MiB.
+func newDiskHarness(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	return openHarness(t, cfg, eventlog.Options{Dir: t.TempDir()})
+}
+
+func openHarness(t tb, cfg Config, opts eventlog.Options) *harness {
+	t.Helper()
+	opts.Genesis, opts.Logger = testGenesis, slog.New(slog.NewTextHandler(io.Discard, nil))
+	l, err := eventlog.Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

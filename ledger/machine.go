@@ -174,6 +174,10 @@ func (m *Machine) executeOnce(tx *eventlog.Tx, w *window, lb *ledgerBatch, req *
 	if stored, found, err := tx.Get(resultKey(req.Client, req.ClientSeq)); err != nil {
 		return nil, err
 	} else if found {
+		if !lb.fits(cost{results: int64(len(stored))}) {
+			stored = batchFull(tx, req, len(stored))
+		}
+		lb.resultBytes += int64(len(stored))
 		return stored, nil
 	}
 	cs, err := w.load(req.Client)
@@ -190,11 +194,18 @@ func (m *Machine) executeOnce(tx *eventlog.Tx, w *window, lb *ledgerBatch, req *
 		}
 		return codec.MustMarshal(&res), nil
 	}
+	writes, _ := tx.Room()
 	res, err := m.execute(tx, lb, req)
 	if err != nil {
 		return nil, err
 	}
 	enc := codec.MustMarshal(&res)
+	// A request that wrote nothing reserved no room for its result, which
+	// can still be large: an idempotent retry lists every position.
+	if after, _ := tx.Room(); after == writes && !lb.fits(windowCost(len(enc))) {
+		enc = batchFull(tx, req, len(enc))
+	}
+	lb.resultBytes += int64(len(enc))
 	if err := w.store(req.Client, &cs, req.ClientSeq, enc); err != nil {
 		return nil, err
 	}
@@ -229,6 +240,15 @@ func (m *Machine) execute(tx *eventlog.Tx, lb *ledgerBatch, req *Request) (Resul
 		op := LedgerOp{CreateAccount: cmd.CreateAccount, Transfer: cmd.Transfer, PostPending: cmd.PostPending, VoidPending: cmd.VoidPending}
 		return m.runLedger(tx, lb, req, []LedgerOp{op}, true)
 	}
+}
+
+// batchFull is the encoded result of a request whose result of resultBytes
+// found no room left in the batch.
+func batchFull(tx *eventlog.Tx, req *Request, resultBytes int) []byte {
+	return codec.MustMarshal(&Result{
+		RequestHash: req.Hash, Code: CodeBatchFull, StreamVersion: -1, EntrySeq: tx.Seq(),
+		Message: fmt.Sprintf("the batch has no room left for this request's result of %d bytes; submit it again", resultBytes),
+	})
 }
 
 func badCommand(tx *eventlog.Tx, req *Request, msg string) Result {

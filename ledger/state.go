@@ -144,6 +144,8 @@ type ledgerBatch struct {
 	// executing; flushCost bounds what flush will write (see hold).
 	requestsLeft int
 	flushCost    cost
+	// resultBytes is what the batch's results so far take.
+	resultBytes int64
 }
 
 func newLedgerBatch(tx *eventlog.Tx, opsMax int) *ledgerBatch {
