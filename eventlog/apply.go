@@ -146,9 +146,12 @@ func (tx *Tx) Reserve(writes int, bytes int64) {
 	tx.reservedWrites, tx.reservedWriteBytes = writes, bytes
 }
 
+// writeCost is what one write counts against BatchWriteBytesMax.
+func writeCost(keyLen, valLen int) int64 { return int64(keyLen + valLen + WriteOverheadBytes) }
+
 // use counts one write of keyLen+valLen bytes against the budget.
 func (tx *Tx) use(keyLen, valLen int) error {
-	b := int64(keyLen + valLen + WriteOverheadBytes)
+	b := writeCost(keyLen, valLen)
 	if tx.writes+1 > BatchWritesMax || tx.writeBytes+b > BatchWriteBytesMax {
 		return fmt.Errorf("entry %d: write %d of %d bytes after %d bytes: %w", tx.seq, tx.writes+1, b, tx.writeBytes, ErrBatchTooBig)
 	}
@@ -263,11 +266,9 @@ func (tx *Tx) AppendEvents(stream string, evs []NewEvent) (positions []uint64, l
 	}
 	// Encode everything first: the append is written whole or not at all.
 	stored := make([]storedEvent, len(evs))
-	vals := make([][]byte, len(evs))
-	refs := make([][]byte, len(evs))
+	kvs := make([]keyValue, 0, 3*len(evs)+1)
 	version := uint64(cur + 1)
-	headKey := streamHeadKey(stream)
-	cost := int64(len(headKey) + 8 + WriteOverheadBytes)
+	lastVersion = version + uint64(len(evs)) - 1
 	var seen map[[16]byte]struct{} // only membership is asked of it
 	if len(evs) > 1 {
 		seen = make(map[[16]byte]struct{}, len(evs))
@@ -285,9 +286,8 @@ func (tx *Tx) AppendEvents(stream string, evs []NewEvent) (positions []uint64, l
 			}
 			seen[ne.ID] = struct{}{}
 		}
-		pos := tx.nextPosition + uint64(i)
 		ev := Event{
-			Position:    pos,
+			Position:    tx.nextPosition + uint64(i),
 			Stream:      stream,
 			Version:     version + uint64(i),
 			ID:          ne.ID,
@@ -302,44 +302,42 @@ func (tx *Tx) AppendEvents(stream string, evs []NewEvent) (positions []uint64, l
 		if err != nil {
 			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
 		}
-		ref, err := codec.Marshal(&EventRef{Stream: stream, Position: pos, Version: ev.Version, ContentHash: ne.ContentHash})
+		ref, err := codec.Marshal(&EventRef{Stream: stream, Position: ev.Position, Version: ev.Version, ContentHash: ne.ContentHash})
 		if err != nil {
 			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
 		}
 		stored[i] = storedEvent{ev: ev, size: len(val)}
-		vals[i], refs[i] = val, ref
-		// The event, its stream index entry and its ID index entry.
-		cost += int64(9+len(val)) + int64(len(stream)+2+8+8) + int64(17+len(ref)) + 3*WriteOverheadBytes
+		kvs = append(kvs,
+			keyValue{eventKey(ev.Position), val},
+			keyValue{streamKey(stream, ev.Version), u64(ev.Position)},
+			keyValue{idKey(ev.ID), ref})
 	}
-	writes := 3*len(evs) + 1
+	kvs = append(kvs, keyValue{streamHeadKey(stream), u64(lastVersion)})
+	var cost int64
+	for _, kv := range kvs {
+		cost += writeCost(len(kv.key), len(kv.val))
+	}
 	roomWrites, roomBytes := tx.Room()
-	if writes > roomWrites-tx.reservedWrites || cost > roomBytes-tx.reservedWriteBytes {
-		return nil, 0, fmt.Errorf("append of %d events (%d writes, %d bytes) to %s: %w", len(evs), writes, cost, stream, ErrNoRoom)
+	if len(kvs) > roomWrites-tx.reservedWrites || cost > roomBytes-tx.reservedWriteBytes {
+		return nil, 0, fmt.Errorf("append of %d events (%d writes, %d bytes) to %s: %w", len(evs), len(kvs), cost, stream, ErrNoRoom)
+	}
+	for _, kv := range kvs {
+		if err := tx.set(kv.key, kv.val); err != nil {
+			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
+		}
 	}
 	positions = make([]uint64, len(evs))
 	for i := range stored {
-		ev := &stored[i].ev
-		if err := tx.set(eventKey(ev.Position), vals[i]); err != nil {
-			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
-		}
-		if err := tx.set(streamKey(stream, ev.Version), u64(ev.Position)); err != nil {
-			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
-		}
-		if err := tx.set(idKey(ev.ID), refs[i]); err != nil {
-			return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
-		}
-		delete(tx.absent, ev.ID)
-		positions[i] = ev.Position
+		delete(tx.absent, stored[i].ev.ID)
+		positions[i] = stored[i].ev.Position
 	}
 	tx.appended = append(tx.appended, stored...)
 	tx.nextPosition += uint64(len(evs))
-	lastVersion = version + uint64(len(evs)) - 1
-	if err := tx.set(headKey, u64(lastVersion)); err != nil {
-		return nil, 0, fmt.Errorf("append to %s: %w", stream, err)
-	}
 	tx.heads[stream] = int64(lastVersion)
 	return positions, lastVersion, nil
 }
+
+type keyValue struct{ key, val []byte }
 
 // Get reads a key of the replicated executor state.
 func (tx *Tx) Get(key []byte) ([]byte, bool, error) {
