@@ -31,17 +31,13 @@ func (m *Machine) runLedger(tx *eventlog.Tx, lb *ledgerBatch, req *Request, ops 
 		return res, nil
 	}
 	if len(ops) > lb.opsLeft {
-		res.Code = CodeBatchFull
-		res.Message = fmt.Sprintf("the batch has room for %d more ledger operations, the command has %d; submit it again", lb.opsLeft, len(ops))
-		return res, nil
+		return batchFull(tx, req, "the batch has room for %d more ledger operations, the command has %d", lb.opsLeft, len(ops)), nil
 	}
 	// Each operation's event, and the records it may make dirty, beyond
 	// the batch's hold.
 	flush := opFlushCost.times(len(ops))
 	if !lb.fits(opCost.times(len(ops)).plus(flush).plus(itemsWindowCost(len(ops)))) {
-		res.Code = CodeBatchFull
-		res.Message = fmt.Sprintf("the batch has no room left for %d more ledger operations; submit the command again", len(ops))
-		return res, nil
+		return batchFull(tx, req, "the batch has no room left for %d more ledger operations", len(ops)), nil
 	}
 	lb.opsLeft -= len(ops)
 	results := make([]OpResult, len(ops))

@@ -100,16 +100,12 @@ func (m *Machine) append(tx *eventlog.Tx, lb *ledgerBatch, req *Request, cmd *Ap
 	}
 	window := itemsWindowCost(len(evs))
 	if !lb.fits(cost{results: window.results}) {
-		res.Code = CodeBatchFull
-		res.Message = fmt.Sprintf("the batch has no room left for the result of %d events; submit them again", len(evs))
-		return res, nil
+		return batchFull(tx, req, "the batch has no room left for the result of %d events", len(evs)), nil
 	}
 	lb.reserve(window)
 	pos, last, err := tx.AppendEvents(cmd.Stream, evs)
 	if errors.Is(err, eventlog.ErrNoRoom) {
-		res.Code = CodeBatchFull
-		res.Message = fmt.Sprintf("the batch has no room left for %d events; submit them again", len(evs))
-		return res, nil
+		return batchFull(tx, req, "the batch has no room left for %d events", len(evs)), nil
 	}
 	if err != nil {
 		return res, err

@@ -175,7 +175,7 @@ func (m *Machine) executeOnce(tx *eventlog.Tx, w *window, lb *ledgerBatch, req *
 		return nil, err
 	} else if found {
 		if !lb.fits(cost{results: int64(len(stored))}) {
-			stored = batchFull(tx, req, len(stored))
+			stored = noRoomForResult(tx, req, len(stored))
 		}
 		lb.resultBytes += int64(len(stored))
 		return stored, nil
@@ -203,7 +203,7 @@ func (m *Machine) executeOnce(tx *eventlog.Tx, w *window, lb *ledgerBatch, req *
 	// A request that wrote nothing reserved no room for its result, which
 	// can still be large: an idempotent retry lists every position.
 	if after, _ := tx.Room(); after == writes && !lb.fits(windowCost(len(enc))) {
-		enc = batchFull(tx, req, len(enc))
+		enc = noRoomForResult(tx, req, len(enc))
 	}
 	lb.resultBytes += int64(len(enc))
 	if err := w.store(req.Client, &cs, req.ClientSeq, enc); err != nil {
@@ -242,13 +242,20 @@ func (m *Machine) execute(tx *eventlog.Tx, lb *ledgerBatch, req *Request) (Resul
 	}
 }
 
-// batchFull is the encoded result of a request whose result of resultBytes
-// found no room left in the batch.
-func batchFull(tx *eventlog.Tx, req *Request, resultBytes int) []byte {
-	return codec.MustMarshal(&Result{
+// batchFull is the result of a request the batch has no room left for;
+// format says what did not fit.
+func batchFull(tx *eventlog.Tx, req *Request, format string, args ...any) Result {
+	return Result{
 		RequestHash: req.Hash, Code: CodeBatchFull, StreamVersion: -1, EntrySeq: tx.Seq(),
-		Message: fmt.Sprintf("the batch has no room left for this request's result of %d bytes; submit it again", resultBytes),
-	})
+		Message: fmt.Sprintf(format, args...) + "; submit it again",
+	}
+}
+
+// noRoomForResult is the encoded batch_full result of a request whose own
+// result, of resultBytes, finds no room left.
+func noRoomForResult(tx *eventlog.Tx, req *Request, resultBytes int) []byte {
+	res := batchFull(tx, req, "the batch has no room left for this request's result of %d bytes", resultBytes)
+	return codec.MustMarshal(&res)
 }
 
 func badCommand(tx *eventlog.Tx, req *Request, msg string) Result {
