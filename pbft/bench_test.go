@@ -24,6 +24,21 @@ func BenchmarkCore(b *testing.B) {
 	}})
 	s.tick(time.Millisecond)
 	command := make([]byte, 128)
+	benchChunks(b, func(seq uint64) []byte { return s.signedRequest(0, seq, command) }, func(reqs [][]byte, applied int) {
+		for _, raw := range reqs {
+			if err := s.submit(raw); err != nil {
+				b.Fatal(err)
+			}
+		}
+		s.runUntil(time.Minute, "chunk applied everywhere", s.allApplied(applied))
+	})
+}
+
+// benchChunks runs b.N requests in chunks of benchChunk, each request built
+// off the clock by request(seq) for seqs 1..b.N; run submits a chunk and
+// returns once the first applied requests are applied everywhere. It reports
+// requests/s.
+func benchChunks(b *testing.B, request func(seq uint64) []byte, run func(reqs [][]byte, applied int)) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for done := 0; done < b.N; {
@@ -31,15 +46,10 @@ func BenchmarkCore(b *testing.B) {
 		b.StopTimer()
 		reqs := make([][]byte, 0, next-done)
 		for i := done; i < next; i++ {
-			reqs = append(reqs, s.signedRequest(0, uint64(i+1), command))
+			reqs = append(reqs, request(uint64(i+1)))
 		}
 		b.StartTimer()
-		for _, raw := range reqs {
-			if err := s.submit(raw); err != nil {
-				b.Fatal(err)
-			}
-		}
-		s.runUntil(time.Minute, "chunk applied everywhere", s.allApplied(next))
+		run(reqs, next)
 		done = next
 	}
 	b.StopTimer()
@@ -116,16 +126,8 @@ func BenchmarkCoreLean(b *testing.B) {
 	tick()
 	client := cheapSigner{pub: testKey(b, "client", 0).Public()}
 	command := make([]byte, 128)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for done := 0; done < b.N; {
-		next := min(done+benchChunk, b.N)
-		b.StopTimer()
-		reqs := make([][]byte, 0, next-done)
-		for i := done; i < next; i++ {
-			reqs = append(reqs, signedRequestBy(client, client.pub, uint64(i+1), command))
-		}
-		b.StartTimer()
+	request := func(seq uint64) []byte { return signedRequestBy(client, client.pub, seq, command) }
+	benchChunks(b, request, func(reqs [][]byte, next int) {
 		for _, raw := range reqs {
 			for i, r := range reps {
 				acts, err := r.Submit(raw)
@@ -143,8 +145,5 @@ func BenchmarkCoreLean(b *testing.B) {
 			tick()
 			run()
 		}
-		done = next
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "requests/s")
+	})
 }
