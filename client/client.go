@@ -35,6 +35,10 @@ const (
 	NodesMax = 256
 	// submitRoundsMax is how many times Submit goes round the node list.
 	submitRoundsMax = 3
+	// batchFullResubmitsMax is how many times Submit signs a command again
+	// after the ledger refused it with batch_full (the batch had no room
+	// left, and nothing changed).
+	batchFullResubmitsMax = 8
 	// backoffInitial and backoffMax bound the pause after a busy node (429)
 	// and between rounds.
 	backoffInitial = 100 * time.Millisecond
@@ -230,13 +234,18 @@ type Reply struct {
 	Result   ledger.Result // the verified result
 	Replies  int           // distinct validators whose EXECUTED statements vouch for it
 	Node     string        // the node that delivered the bundle
+	// Resubmits is how many times the command was refused as batch_full
+	// and signed again before this result.
+	Resubmits int
 }
 
 // Submit signs cmd, sends it to the nodes in turn until one returns a reply
 // bundle that verifies, and returns the verified result. Every retry sends the
 // same signed bytes, so the network executes the command at most once. A
 // result whose Code is not ledger.CodeOK is still a successful Submit: the
-// command was executed and refused by the ledger.
+// command was executed and refused by the ledger. Only ledger.CodeBatchFull,
+// which changed nothing, makes Submit sign the command again under a new
+// client seq, up to batchFullResubmitsMax times (Reply.Resubmits).
 func (c *Client) Submit(ctx context.Context, cmd ledger.Command) (*Reply, error) {
 	if c.signer == nil {
 		return nil, fmt.Errorf("submit: %w", ErrNoKey)
@@ -245,12 +254,25 @@ func (c *Client) Submit(ctx context.Context, cmd ledger.Command) (*Reply, error)
 	if err != nil {
 		return nil, fmt.Errorf("submit: %w", err)
 	}
+	for resubmits := 0; ; resubmits++ {
+		reply, err := c.submitOnce(ctx, command)
+		if err != nil || reply.Result.Code != ledger.CodeBatchFull || resubmits == batchFullResubmitsMax {
+			if reply != nil {
+				reply.Resubmits = resubmits
+			}
+			return reply, err
+		}
+	}
+}
+
+// submitOnce signs command under a new client seq and submits it.
+func (c *Client) submitOnce(ctx context.Context, command []byte) (*Reply, error) {
 	req := pbft.SignRequest(c.signer, nextSeq(), command)
 	if len(req) > c.requestBytesMax {
 		return nil, fmt.Errorf("submit: request is %d bytes, the network accepts at most %d", len(req), c.requestBytesMax)
 	}
 	var reply *Reply
-	err = c.failover(ctx, "submit", func(ctx context.Context, node string) error {
+	err := c.failover(ctx, "submit", func(ctx context.Context, node string) error {
 		body, status, err := c.do(ctx, node, http.MethodPost, "/v1/requests", req, replyBytesMax)
 		if err != nil {
 			return err

@@ -56,9 +56,17 @@ const testEntrySeq = 7
 // in the middle, vouched for by the given replicas.
 func (tn *testNet) bundleFor(t testing.TB, req []byte, replicas ...int) *Bundle {
 	t.Helper()
+	return tn.bundleWith(t, req, ledger.Result{Code: ledger.CodeOK, Positions: []uint64{11, 12}, StreamVersion: 1}, replicas...)
+}
+
+// bundleWith is bundleFor with own as the request's result (its hash and
+// entry seq filled in).
+func (tn *testNet) bundleWith(t testing.TB, req []byte, own ledger.Result, replicas ...int) *Bundle {
+	t.Helper()
+	own.RequestHash, own.EntrySeq = crypto.Hash(req), testEntrySeq
 	results := []ledger.Result{
 		{RequestHash: crypto.Hash([]byte("other 0")), Code: ledger.CodeOK, Positions: []uint64{10}, EntrySeq: testEntrySeq},
-		{RequestHash: crypto.Hash(req), Code: ledger.CodeOK, Positions: []uint64{11, 12}, StreamVersion: 1, EntrySeq: testEntrySeq},
+		own,
 		{RequestHash: crypto.Hash([]byte("other 2")), Code: ledger.CodeWrongExpectedVersion, Message: "x", StreamVersion: 3, EntrySeq: testEntrySeq},
 	}
 	leaves := make([][]byte, len(results))
@@ -716,6 +724,44 @@ func TestStatementCacheIsBounded(t *testing.T) {
 		c.add(crypto.Hash([]byte(strconv.Itoa(i))), &pbft.Executed{Seq: uint64(i)})
 		if len(c.m) > StatementsMax {
 			t.Fatalf("cache holds %d, bound %d", len(c.m), StatementsMax)
+		}
+	}
+}
+
+// batch_full changed nothing: Submit signs the command again under a new
+// client seq, up to batchFullResubmitsMax times, and says how often.
+func TestSubmitResubmitsBatchFull(t *testing.T) {
+	tn := newTestNet(t, 4)
+	for _, fulls := range []int{2, batchFullResubmitsMax + 1} {
+		var answered atomic.Int64
+		node := newFakeNode(t, tn, func(req []byte) (int, []byte) {
+			if answered.Add(1) <= int64(fulls) {
+				full := ledger.Result{Code: ledger.CodeBatchFull, Message: "no room", StreamVersion: -1}
+				return http.StatusOK, mustJSON(t, tn.bundleWith(t, req, full, 0, 1))
+			}
+			return http.StatusOK, mustJSON(t, tn.bundleFor(t, req, 0, 1))
+		})
+		r, err := tn.newClient(t, node.srv.URL).Submit(context.Background(), appendCmd())
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantCode, wantResubmits := ledger.CodeOK, fulls
+		if fulls > batchFullResubmitsMax {
+			wantCode, wantResubmits = ledger.CodeBatchFull, batchFullResubmitsMax
+		}
+		if r.Result.Code != wantCode || r.Resubmits != wantResubmits {
+			t.Fatalf("%d batch_full answers: %s after %d resubmits, want %s after %d", fulls, r.Result.Code, r.Resubmits, wantCode, wantResubmits)
+		}
+		seqs := map[uint64]bool{}
+		for _, body := range node.received() {
+			_, req, err := pbft.DecodeRequest(body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			seqs[req.Seq] = true
+		}
+		if len(seqs) != wantResubmits+1 {
+			t.Fatalf("%d distinct client seqs sent, want %d", len(seqs), wantResubmits+1)
 		}
 	}
 }
