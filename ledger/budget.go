@@ -50,7 +50,7 @@ func write(keyBytes, valueBytes int) cost {
 }
 
 // Bounds on what the ledger writes, checked against what it does write by
-// TestWriteBounds and by the model test on every batch.
+// TestWriteBounds (the largest operations, results and ledger events).
 const (
 	// resultBytesBase bounds an encoded Result with no positions and no
 	// operation results: its hash, code, message (at most a few names of
@@ -92,7 +92,7 @@ func windowCost(resultBytes int) cost {
 
 func itemsWindowCost(items int) cost { return windowCost(resultBytesBound(items)) }
 
-// recordCost bounds flush's write of one account or transfer record.
+// accountFlushCost and transferFlushCost bound flush's write of one record.
 var (
 	accountFlushCost  = write(stateKeyPrefixBytes+2+NameBytesMax, accountRecordBytesMax)
 	transferFlushCost = write(stateKeyPrefixBytes+2+NameBytesMax, transferRecordBytesMax)
