@@ -162,6 +162,20 @@ func (fn *fakeNode) received() [][]byte {
 	return append([][]byte(nil), fn.bodies...)
 }
 
+// clientSeqs is the set of client seqs of the requests the node received.
+func (fn *fakeNode) clientSeqs(t *testing.T) map[uint64]bool {
+	t.Helper()
+	seqs := map[uint64]bool{}
+	for _, body := range fn.received() {
+		_, req, err := pbft.DecodeRequest(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs[req.Seq] = true
+	}
+	return seqs
+}
+
 func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func (tn *testNet) newClient(t *testing.T, nodes ...string) *Client {
@@ -479,14 +493,7 @@ func TestSubmitFailsOverOnUnavailableNodes(t *testing.T) {
 	if busy.hits.Load() != 1 || honest.hits.Load() != 2 {
 		t.Errorf("second call: hits busy=%d honest=%d, want 1 and 2", busy.hits.Load(), honest.hits.Load())
 	}
-	seqs := map[uint64]bool{}
-	for _, body := range honest.received() {
-		_, req, err := pbft.DecodeRequest(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seqs[req.Seq] = true
-	}
+	seqs := honest.clientSeqs(t)
 	if len(seqs) != 2 {
 		t.Errorf("two submits used %d distinct seqs", len(seqs))
 	}
@@ -752,15 +759,7 @@ func TestSubmitResubmitsBatchFull(t *testing.T) {
 		if r.Result.Code != wantCode || r.Resubmits != wantResubmits {
 			t.Fatalf("%d batch_full answers: %s after %d resubmits, want %s after %d", fulls, r.Result.Code, r.Resubmits, wantCode, wantResubmits)
 		}
-		seqs := map[uint64]bool{}
-		for _, body := range node.received() {
-			_, req, err := pbft.DecodeRequest(body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			seqs[req.Seq] = true
-		}
-		if len(seqs) != wantResubmits+1 {
+		if seqs := node.clientSeqs(t); len(seqs) != wantResubmits+1 {
 			t.Fatalf("%d distinct client seqs sent, want %d", len(seqs), wantResubmits+1)
 		}
 	}
