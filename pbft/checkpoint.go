@@ -193,10 +193,13 @@ func (r *Replica) inStableProof(i uint32) bool {
 // answerBelowStable sends a replica that is still below h this replica's own
 // CHECKPOINT for h, at most once per RetransmitInterval: from 2f+1 such
 // answers it has a proof and can move its window. (Replicas relay nothing
-// but their own messages, so the proof itself cannot be forwarded.)
+// but their own messages, so the proof itself cannot be forwarded.) A replica
+// without a clock yet (restarted, not ticked) answers nothing: it could not
+// pace its answers, and two such replicas whose CHECKPOINTs for the same h
+// are each missing from the other's proof would answer each other for ever.
 func (r *Replica) answerBelowStable(to uint32) {
 	env := r.ownCkpts[r.stable]
-	if env == nil || (!r.ckptAnsweredAt[to].IsZero() && r.now.Sub(r.ckptAnsweredAt[to]) < r.cfg.RetransmitInterval) {
+	if env == nil || !r.hasNow || (!r.ckptAnsweredAt[to].IsZero() && r.now.Sub(r.ckptAnsweredAt[to]) < r.cfg.RetransmitInterval) {
 		return
 	}
 	r.ckptAnsweredAt[to] = r.now

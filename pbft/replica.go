@@ -729,13 +729,22 @@ func (r *Replica) Tick(now time.Time) []Action {
 }
 
 // behind reports whether this replica should fetch committed entries: f+1
-// replicas showed COMMITs or CHECKPOINTs past what it delivered, or it is the
-// primary, has requests pending, delivered nothing for a view-change timeout,
-// and any replica showed it is past it. The second case is a primary whose
-// slots can no longer gather a quorum because the others finished them by
-// state transfer or left the view: a backup in that state times out and
-// changes view, but a primary never times out its own view. One lying replica
-// can make only a stalled primary fetch, at most once per RetransmitInterval.
+// replicas showed COMMITs or CHECKPOINTs past what it delivered, or it is
+// stalled: it is the primary or in a view change, has requests pending,
+// delivered nothing for a view-change timeout, and any replica showed it is
+// past it.
+//   - A primary whose slots can no longer gather a quorum, because the others
+//     finished them by state transfer or left the view: a backup in that state
+//     times out and changes view, but a primary never times out its own view.
+//   - A replica in a view change nobody else joins, because the others
+//     finished its requests: it has nothing more to time out, and of the
+//     others only those that committed in their own view heartbeat a COMMIT
+//     (one that caught up by state transfer signed none), so f+1 may never
+//     show up.
+//
+// An active backup is left out: it times out and changes view instead of
+// catching up and staying behind in its old view. One lying replica can make
+// only a stalled replica fetch, at most once per RetransmitInterval.
 func (r *Replica) behind() bool {
 	if r.now.Sub(r.deliveredAt) < r.cfg.RetransmitInterval {
 		return false
@@ -746,7 +755,7 @@ func (r *Replica) behind() bool {
 		return true
 	}
 	_, waiting := r.pending.oldestAt()
-	return r.isPrimary() && waiting && r.now.Sub(r.deliveredAt) >= r.timeout() && commitsPast+ckptsPast > 0
+	return (r.isPrimary() || !r.active) && waiting && r.now.Sub(r.deliveredAt) >= r.timeout() && commitsPast+ckptsPast > 0
 }
 
 // heartbeat re-broadcasts, every HeartbeatIntervals retransmit intervals,
