@@ -70,7 +70,7 @@ func (l *Log) Apply(h EntryHeader, exec func(tx *Tx) (results [][]byte, err erro
 	if len(val) > codec.MaxMessageBytes || len(h.Requests) > codec.MaxArrayElements {
 		return nil, fmt.Errorf("apply entry %d: %d requests in %d bytes exceed the codec's limits: %w", h.Seq, len(h.Requests), len(val), ErrBatchTooBig)
 	}
-	next := head{Seq: e.Seq, Hash: e.Hash, LastPosition: tx.nextPosition - 1}
+	next := head{Seq: e.Seq, Hash: e.Hash, LastPosition: tx.nextPosition - 1, State: tx.state.next(cur.State, e.Seq)}
 	if err := tx.write(entryKey(e.Seq), val); err != nil {
 		return nil, fmt.Errorf("apply entry %d: %w", h.Seq, err)
 	}
@@ -127,6 +127,8 @@ type Tx struct {
 	// appended are this batch's events in position order, for the log's
 	// cache of recent events once the batch commits.
 	appended []storedEvent
+	// state hashes the batch's Set and Delete calls for the state digest.
+	state stateWrites
 	// writes and writeBytes are what the executor has used of its budget;
 	// reserved* is the part of the rest AppendEvents must leave free.
 	writes, reservedWrites         int
@@ -355,7 +357,11 @@ func (tx *Tx) Set(key, value []byte) error {
 	if err != nil {
 		return err
 	}
-	return tx.set(k, bytes.Clone(value))
+	if err := tx.set(k, bytes.Clone(value)); err != nil {
+		return err
+	}
+	tx.state.add(stateWriteSet, key, value)
+	return nil
 }
 
 // Delete removes a key of the replicated executor state.
@@ -373,6 +379,7 @@ func (tx *Tx) Delete(key []byte) error {
 	if err := tx.txn.Delete(k); err != nil {
 		return fmt.Errorf("entry %d: delete state key: %w", tx.seq, tooBig(err))
 	}
+	tx.state.add(stateWriteDelete, key, nil)
 	return nil
 }
 

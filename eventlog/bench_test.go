@@ -46,32 +46,3 @@ func BenchmarkApply1000(b *testing.B) {
 	}
 	b.ReportMetric(float64(eventsPerBatchMax*b.N)/b.Elapsed().Seconds(), "events/s")
 }
-
-// BenchmarkStateDigest100k reads the digest of an executor state of 100,000
-// keys with 150-byte values, on disk: what every checkpoint costs once the
-// ledger keeps that many client results. The cost grows with the state.
-func BenchmarkStateDigest100k(b *testing.B) {
-	const keys, perBatch = 100_000, 5_000
-	l := openDir(b, b.TempDir())
-	defer l.Close()
-	val := make([]byte, 150)
-	for batch := 0; batch < keys/perBatch; batch++ {
-		_, err := l.Apply(header(uint64(batch+1), 0), func(tx *Tx) ([][]byte, error) {
-			for i := 0; i < perBatch; i++ {
-				if err := tx.Set([]byte(fmt.Sprintf("r/%08d", batch*perBatch+i)), val); err != nil {
-					return nil, err
-				}
-			}
-			return nil, nil
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, _, err := l.StateDigest(); err != nil {
-			b.Fatal(err)
-		}
-	}
-}

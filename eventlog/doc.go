@@ -11,7 +11,7 @@
 // Key layout (one prefix byte, then big-endian integers so that iteration order
 // is numeric order):
 //
-//	0x01                              head: {seq, hash, last position} of the newest entry
+//	0x01                              head: {seq, hash, last position, state digest} of the newest entry
 //	0x02                              the genesis digest this log was created for
 //	0x10 seq(8)                       Entry (codec)
 //	0x11 position(8)                  Event (codec)

@@ -502,10 +502,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if err := l.PutMeta(map[string][]byte{"view": {7}}, nil, true); err != nil {
 		t.Fatal(err)
 	}
-	_, wantState, err := l.StateDigest()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, wantState := l.StateDigest()
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -522,9 +519,8 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if v, found, err := l.GetMeta("view"); err != nil || !found || !bytes.Equal(v, []byte{7}) {
 		t.Fatalf("meta after reopen: %v %v %v", v, found, err)
 	}
-	seq, gotState, err := l.StateDigest()
-	if err != nil || seq != 2 || gotState != wantState {
-		t.Fatalf("state digest after reopen (%d, %v, %v)", seq, gotState, err)
+	if seq, gotState := l.StateDigest(); seq != 2 || gotState != wantState {
+		t.Fatalf("state digest after reopen (%d, %v), want (2, %v)", seq, gotState, wantState)
 	}
 	applyAppends(t, l, 3, appendSpec{"a", []int{5}})
 	if l.LastPosition() != 5 {
@@ -721,14 +717,11 @@ func TestMeta(t *testing.T) {
 		t.Fatal("empty meta key accepted")
 	}
 	// Meta keys are not replicated state.
-	_, before, err := l.StateDigest()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, before := l.StateDigest()
 	if err := l.PutMeta(map[string][]byte{"more": {1}}, nil, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, after, _ := l.StateDigest(); after != before {
+	if _, after := l.StateDigest(); after != before {
 		t.Fatal("a meta write changed the state digest")
 	}
 	// Entries are not in the meta key space.
@@ -740,34 +733,138 @@ func TestMeta(t *testing.T) {
 }
 
 func TestStateDigestFollowsState(t *testing.T) {
-	l := openMem(t)
-	_, empty, err := l.StateDigest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	set := func(seq uint64, k, v string) crypto.Digest {
+	type write struct{ k, v string } // v "" deletes k
+	// apply applies each batch to a new log and returns the digest after each.
+	apply := func(batches ...[]write) []crypto.Digest {
 		t.Helper()
-		if _, err := l.Apply(header(seq, 0), func(tx *Tx) ([][]byte, error) { return nil, tx.Set([]byte(k), []byte(v)) }); err != nil {
+		l := openMem(t)
+		var out []crypto.Digest
+		for i, b := range batches {
+			_, err := l.Apply(header(uint64(i+1), 0), func(tx *Tx) ([][]byte, error) {
+				for _, w := range b {
+					var err error
+					if w.v == "" {
+						err = tx.Delete([]byte(w.k))
+					} else {
+						err = tx.Set([]byte(w.k), []byte(w.v))
+					}
+					if err != nil {
+						return nil, err
+					}
+				}
+				return nil, nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			seq, d := l.StateDigest()
+			if seq != uint64(i+1) {
+				t.Fatalf("state digest at seq %d after applying %d", seq, i+1)
+			}
+			out = append(out, d)
+		}
+		return out
+	}
+	ab := apply([]write{{"ab", "c"}}, []write{{"ab", "d"}}, nil, []write{{"ab", ""}})
+	if ab[0] == (crypto.Digest{}) || ab[1] == ab[0] || ab[3] == ab[1] {
+		t.Fatalf("state digest did not change with the state: %x", ab)
+	}
+	if ab[2] != ab[1] {
+		t.Fatal("a batch that wrote no state changed the state digest")
+	}
+	// The same writes give the same digest on another log.
+	if again := apply([]write{{"ab", "c"}}, []write{{"ab", "d"}}, nil, []write{{"ab", ""}}); again[3] != ab[3] {
+		t.Fatal("two logs applying the same writes disagree")
+	}
+	// Length prefixes and tags: ("a","bc") differs from ("ab","c"), and a
+	// delete from a set of an empty value.
+	if d := apply([]write{{"a", "bc"}}); d[0] == ab[0] {
+		t.Fatal("state digest ambiguous between key and value bytes")
+	}
+	if d := apply([]write{{"ab", ""}}); d[0] == (crypto.Digest{}) {
+		t.Fatal("a delete left the state digest unchanged")
+	}
+	// Order counts: it is the executor's, which every replica repeats.
+	if x, y := apply([]write{{"a", "1"}, {"b", "2"}}), apply([]write{{"b", "2"}, {"a", "1"}}); x[0] == y[0] {
+		t.Fatal("state digest ignores the order of writes")
+	}
+	// The same writes in other batches make another chain.
+	if d := apply([]write{{"ab", "c"}, {"ab", "d"}}); d[0] == ab[1] {
+		t.Fatal("state digest ignores where batches begin")
+	}
+}
+
+// A log whose head has no state digest but whose state is not empty was
+// written before the digest chained the writes: it is refused, as its
+// checkpoints would never match the other replicas'. Without state it opens.
+func TestOpenRefusesStateWithoutDigest(t *testing.T) {
+	for _, withState := range []bool{true, false} {
+		dir := t.TempDir()
+		l := openDir(t, dir)
+		if _, err := l.Apply(header(1, 0), func(tx *Tx) ([][]byte, error) {
+			if withState {
+				return nil, tx.Set([]byte("k"), []byte("v"))
+			}
+			return nil, nil
+		}); err != nil {
 			t.Fatal(err)
 		}
-		_, d, err := l.StateDigest()
+		old := l.head
+		old.State = crypto.Digest{}
+		if err := l.db.Update(func(txn *badger.Txn) error { return txn.Set(keyHead, marshalHead(old)) }); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		l, err := Open(Options{Dir: dir, Genesis: testGenesis, Logger: quietLogger()})
+		if withState {
+			if !errors.Is(err, ErrOlderFormat) {
+				t.Fatalf("a log with state and no state digest opened: %v", err)
+			}
+			continue
+		}
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("a log without state and without a state digest: %v", err)
 		}
-		return d
+		if seq, d := l.StateDigest(); seq != 1 || d != (crypto.Digest{}) {
+			t.Fatalf("state digest (%d, %x), want (1, zero)", seq, d)
+		}
+		l.Close()
 	}
-	d1 := set(1, "ab", "c")
-	d2 := set(2, "ab", "d")
-	if d1 == empty || d2 == d1 {
-		t.Fatal("state digest did not change with the state")
-	}
-	// Length prefixes: ("a","bc") is a different state from ("ab","c").
-	other := openMem(t)
-	if _, err := other.Apply(header(1, 0), func(tx *Tx) ([][]byte, error) { return nil, tx.Set([]byte("a"), []byte("bc")) }); err != nil {
+}
+
+// A batch whose executor fails leaves the state digest as it was.
+func TestStateDigestIgnoresFailedBatches(t *testing.T) {
+	l := openMem(t)
+	if _, err := l.Apply(header(1, 0), func(tx *Tx) ([][]byte, error) { return nil, tx.Set([]byte("a"), []byte("1")) }); err != nil {
 		t.Fatal(err)
 	}
-	if _, d, _ := other.StateDigest(); d == d1 {
-		t.Fatal("state digest ambiguous between key and value bytes")
+	_, before := l.StateDigest()
+	_, err := l.Apply(header(2, 0), func(tx *Tx) ([][]byte, error) {
+		if err := tx.Set([]byte("a"), []byte("2")); err != nil {
+			return nil, err
+		}
+		return nil, errors.New("executor failed")
+	})
+	if err == nil {
+		t.Fatal("a failing executor's batch was applied")
+	}
+	if seq, after := l.StateDigest(); seq != 1 || after != before {
+		t.Fatalf("state digest (%d, %x) after a failed batch, want (1, %x)", seq, after, before)
+	}
+	if _, err := l.Apply(header(2, 0), func(tx *Tx) ([][]byte, error) { return nil, tx.Set([]byte("a"), []byte("2")) }); err != nil {
+		t.Fatal(err)
+	}
+	other := openMem(t)
+	for seq, v := range []string{"1", "2"} {
+		if _, err := other.Apply(header(uint64(seq+1), 0), func(tx *Tx) ([][]byte, error) { return nil, tx.Set([]byte("a"), []byte(v)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, got := l.StateDigest()
+	if _, want := other.StateDigest(); got != want {
+		t.Fatal("the failed batch left a trace in the state digest")
 	}
 }
 
@@ -830,36 +927,5 @@ func TestCorruptValueDetected(t *testing.T) {
 	}
 	if _, err := l.EventAt(1); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("corrupt stored event served: %v", err)
-	}
-}
-
-// A snapshot's digest is the state digest when it was taken, whatever is
-// applied after it.
-func TestStateSnapshotIgnoresLaterBatches(t *testing.T) {
-	l := openMem(t)
-	set := func(seq uint64, k, v string) {
-		t.Helper()
-		if _, err := l.Apply(header(seq, 0), func(tx *Tx) ([][]byte, error) { return nil, tx.Set([]byte(k), []byte(v)) }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	set(1, "a", "1")
-	_, before, err := l.StateDigest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	snap, err := l.StateSnapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer snap.Discard()
-	set(2, "a", "2")
-	set(3, "b", "3")
-	got, err := snap.Digest()
-	if err != nil || got != before || snap.Seq() != 1 {
-		t.Fatalf("snapshot at seq %d digests %x (%v), want seq 1 and %x", snap.Seq(), got, err, before)
-	}
-	if seq, now, _ := l.StateDigest(); seq != 3 || now == before {
-		t.Fatalf("state digest at seq %d did not change after the snapshot", seq)
 	}
 }

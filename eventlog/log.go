@@ -224,9 +224,28 @@ func (l *Log) load() error {
 		if e.Hash != h.Hash || e.FirstPosition+e.EventCount-1 != h.LastPosition {
 			return fmt.Errorf("head %d disagrees with its entry: %w", h.Seq, ErrCorrupt)
 		}
+		if h.State == (crypto.Digest{}) {
+			if err := noStateBeforeChain(txn); err != nil {
+				return err
+			}
+		}
 		l.head = h
 		return nil
 	})
+}
+
+// noStateBeforeChain refuses a log that holds executor state but no state
+// digest: one written before the digest chained the state writes. Its chain
+// would start over here while every other replica's starts at genesis, and
+// its checkpoints would never match theirs.
+func noStateBeforeChain(txn *badger.Txn) error {
+	prefix := []byte{prefixState}
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	if it.Seek(prefix); it.ValidForPrefix(prefix) {
+		return ErrOlderFormat
+	}
+	return nil
 }
 
 // get reads a key in txn and copies its value out.

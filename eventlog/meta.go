@@ -105,30 +105,45 @@ func (l *Log) ScanMeta(prefix string, fn func(key string, val []byte) error) err
 // stateDomain separates state digests from every other SHA-256 in ordo.
 const stateDomain = "ordo/state"
 
-// stateHasher hashes key/value pairs with length prefixes, so that no two
-// different states share a byte string.
-type stateHasher struct{ h hash.Hash }
+// Tags of the writes stateWrites hashes.
+const (
+	stateWriteSet    byte = 1
+	stateWriteDelete byte = 2
+)
 
-func newStateHasher() *stateHasher {
-	h := sha256.New()
-	h.Write([]byte(stateDomain))
-	return &stateHasher{h: h}
-}
+// stateWrites hashes one batch's state writes in the order the executor made
+// them, each tagged and length-prefixed, so that no two different sequences
+// of writes share a byte string. The zero value is a batch that wrote
+// nothing.
+type stateWrites struct{ h hash.Hash }
 
-func (s *stateHasher) add(key, val []byte) {
+func (s *stateWrites) add(tag byte, key, val []byte) {
+	if s.h == nil {
+		s.h = sha256.New()
+	}
 	var n [8]byte
+	s.h.Write([]byte{tag})
 	binary.BigEndian.PutUint64(n[:], uint64(len(key)))
 	s.h.Write(n[:])
 	s.h.Write(key)
-	binary.BigEndian.PutUint64(n[:], uint64(len(val)))
-	s.h.Write(n[:])
-	s.h.Write(val)
+	if tag == stateWriteSet {
+		binary.BigEndian.PutUint64(n[:], uint64(len(val)))
+		s.h.Write(n[:])
+		s.h.Write(val)
+	}
 }
 
-func (s *stateHasher) sum() crypto.Digest {
-	var d crypto.Digest
-	s.h.Sum(d[:0])
-	return d
+// next is the state digest after entry seq, whose state digest before was
+// prev: a batch that wrote no state leaves it as it was.
+func (s *stateWrites) next(prev crypto.Digest, seq uint64) crypto.Digest {
+	if s.h == nil {
+		return prev
+	}
+	var writes crypto.Digest
+	s.h.Sum(writes[:0])
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], seq)
+	return crypto.Hash([]byte(stateDomain), prev[:], n[:], writes[:])
 }
 
 // Sync makes every commit so far durable. With SyncWrites off it is how a

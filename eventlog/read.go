@@ -297,65 +297,15 @@ func (l *Log) ReadStream(stream string, from uint64, limit int, backwards bool) 
 // StreamEnd is the from that reads a stream backwards from its last event.
 const StreamEnd = math.MaxUint64
 
-// StateDigest is a digest of the whole replicated executor state (every Tx.Set
-// key and value, in key order) together with the seq it was read at: the part of
-// a checkpoint's state that the log head hash does not already cover.
-func (l *Log) StateDigest() (seq uint64, digest crypto.Digest, err error) {
-	s, err := l.StateSnapshot()
-	if err != nil {
-		return 0, crypto.Digest{}, err
-	}
-	defer s.Discard()
-	digest, err = s.Digest()
-	return s.Seq(), digest, err
+// StateDigest is the digest of the replicated executor state as of the newest
+// applied entry, with that entry's seq. It is a hash chain over the batches'
+// state writes: every Tx.Set and Tx.Delete, in the order the executor made
+// them, from the empty state at genesis. Replicas that applied the same
+// entries with the same executor have the same digest, and any difference in
+// what they wrote shows in it. It is kept with the head, so reading it costs
+// nothing, however large the state.
+func (l *Log) StateDigest() (seq uint64, digest crypto.Digest) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.head.Seq, l.head.State
 }
-
-// StateSnapshot is the log as it was when StateSnapshot was called, for
-// reading the state digest later, off the goroutine that applies batches:
-// later Apply calls do not change what it reads. Discard it when done; until
-// then badger keeps the versions it reads.
-type StateSnapshot struct {
-	txn *badger.Txn
-	seq uint64
-}
-
-// StateSnapshot captures the log now.
-func (l *Log) StateSnapshot() (*StateSnapshot, error) {
-	txn := l.db.NewTransaction(false)
-	s := &StateSnapshot{txn: txn}
-	hb, found, err := get(txn, keyHead)
-	if err == nil && found {
-		var h head
-		if h, err = decodeHead(hb); err == nil {
-			s.seq = h.Seq
-		}
-	}
-	if err != nil {
-		txn.Discard()
-		return nil, fmt.Errorf("state snapshot: %w", err)
-	}
-	return s, nil
-}
-
-// Seq is the seq of the last entry the snapshot holds.
-func (s *StateSnapshot) Seq() uint64 { return s.seq }
-
-// Digest reads the state digest (see Log.StateDigest) as of the snapshot.
-func (s *StateSnapshot) Digest() (crypto.Digest, error) {
-	prefix := []byte{prefixState}
-	it := s.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-	defer it.Close()
-	d := newStateHasher()
-	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-		item := it.Item()
-		v, err := item.ValueCopy(nil)
-		if err != nil {
-			return crypto.Digest{}, fmt.Errorf("state digest at %d: read state key: %w", s.seq, err)
-		}
-		d.add(item.Key()[1:], v)
-	}
-	return d.sum(), nil
-}
-
-// Discard releases the snapshot.
-func (s *StateSnapshot) Discard() { s.txn.Discard() }

@@ -29,6 +29,10 @@ var (
 	// ErrCorrupt is returned when a stored value does not decode or does not
 	// match what its key and hash chain say it must be. Such a value is never served.
 	ErrCorrupt = errors.New("eventlog: corrupt stored value")
+	// ErrOlderFormat: the log was written by an earlier ordo whose head kept
+	// no state digest. Move the data directory aside; the node fetches every
+	// entry from its peers again.
+	ErrOlderFormat = errors.New("eventlog: log written by an earlier ordo without a state digest in its head; move the data directory aside and let the node fetch the log again")
 	// ErrClosed is returned after Close.
 	ErrClosed = errors.New("eventlog: closed")
 )
@@ -103,6 +107,8 @@ type head struct {
 	Seq          uint64        `cbor:"1,keyasint"`
 	Hash         crypto.Digest `cbor:"2,keyasint"`
 	LastPosition uint64        `cbor:"3,keyasint"`
+	// State is the state digest as of Seq (see Log.StateDigest).
+	State crypto.Digest `cbor:"4,keyasint"`
 }
 
 // EntryHash is the hash chain link of an entry.

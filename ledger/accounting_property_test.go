@@ -640,8 +640,8 @@ func TestLedgerModel(t *testing.T) {
 			}
 			checkEvents(rt, h.log, first, m.events)
 		}
-		_, da, _ := h.log.StateDigest()
-		_, db, _ := twin.log.StateDigest()
+		_, da := h.log.StateDigest()
+		_, db := twin.log.StateDigest()
 		_, ha := h.log.Applied()
 		_, hb := twin.log.Applied()
 		if da != db || ha != hb {

@@ -128,7 +128,7 @@ func TestCreateAccount(t *testing.T) {
 	wantEvent(t, h.log, 3, "account-C", EventAccountCreated,
 		fmt.Sprintf(`{"id":"C","code":9,"owner_key":"%v","flags":["credits_must_not_exceed_debits"]}`, client(2)), "")
 
-	_, stateBefore, _ := h.log.StateDigest()
+	_, stateBefore := h.log.StateDigest()
 	want(t, "retry", h.do(1, openCmd("A", 7, 1, FlagDebitsMustNotExceedCredits)), CodeExists, 1)
 	want(t, "other code", h.do(1, openCmd("A", 8, 1, FlagDebitsMustNotExceedCredits)), CodeExistsWithDifferentFields)
 	want(t, "other flags", h.do(1, openCmd("A", 7, 1, 0)), CodeExistsWithDifferentFields)
@@ -152,7 +152,7 @@ func TestCreateAccount(t *testing.T) {
 	if h.log.LastPosition() != 3 {
 		t.Fatalf("refused operations wrote events: last position %d", h.log.LastPosition())
 	}
-	if _, s, _ := h.log.StateDigest(); s == stateBefore {
+	if _, s := h.log.StateDigest(); s == stateBefore {
 		t.Fatal("the state digest ignored the requests (their results are state)")
 	}
 	longest := strings.Repeat("a", AccountIDBytesMax)
@@ -470,8 +470,7 @@ func TestLedgerBounds(t *testing.T) {
 }
 
 // TestRebuild replays a log's events into a fresh state and requires the
-// ledger state byte for byte, and, with the at-most-once keys copied over,
-// the same eventlog.StateDigest.
+// ledger state byte for byte.
 func TestRebuild(t *testing.T) {
 	h := newLedgerHarness(t, Config{ExpiriesPerBatchMax: 1})
 	openAccounts(t, h)
@@ -492,9 +491,10 @@ func TestRebuild(t *testing.T) {
 }
 
 // rebuildAndCompare rebuilds h's ledger state from its events into a fresh
-// log and compares: ledger keys byte for byte, and the StateDigest once the
-// fresh log also holds h's other state keys. It returns how many ledger keys
-// it compared.
+// log that also holds h's other state keys, and compares the two states key
+// by key, byte for byte. (Their state digests differ: the digest chains the
+// writes, and a rebuild writes in another order.) It returns how many ledger
+// keys it compared.
 func rebuildAndCompare(t tb, h *harness) int {
 	t.Helper()
 	var evs []eventlog.Event
@@ -544,11 +544,6 @@ func rebuildAndCompare(t tb, h *harness) int {
 		if orig[i].key[0] == keyLedger {
 			ledgerKeys++
 		}
-	}
-	_, d1, err1 := h.log.StateDigest()
-	_, d2, err2 := fresh.log.StateDigest()
-	if err1 != nil || err2 != nil || d1 != d2 {
-		t.Fatalf("state digests differ: %v vs %v (%v, %v)", d1, d2, err1, err2)
 	}
 	return ledgerKeys
 }

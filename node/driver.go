@@ -47,7 +47,7 @@ type submission struct {
 type appliedNote struct {
 	seq       uint64
 	timestamp int64
-	digest    *digestJob // at checkpoint seqs only
+	digest    crypto.Digest // checkpoint digest, at checkpoint seqs only
 	fetched   bool
 	batch     [][]byte
 }
@@ -160,30 +160,18 @@ func (n *Node) submit(acts []pbft.Action, s submission) []pbft.Action {
 
 // noteApplied tells the core about every batch the executor made durable, in
 // order: fetched ones leave the pending queue and move Delivered, and every
-// one may complete a checkpoint. It stops at a checkpoint whose state digest
-// is still being read; the digester kicks it again when it is done.
+// one may complete a checkpoint.
 func (n *Node) noteApplied(acts []pbft.Action) []pbft.Action {
 	n.appliedMu.Lock()
 	notes := n.appliedNotes
-	ready := len(notes)
-	for i := range notes {
-		if notes[i].digest != nil && !notes[i].digest.ready() {
-			ready = i
-			break
-		}
-	}
-	n.appliedNotes = append([]appliedNote(nil), notes[ready:]...)
+	n.appliedNotes = nil
 	n.appliedMu.Unlock()
-	for _, a := range notes[:ready] {
+	for _, a := range notes {
 		if a.fetched {
 			n.replica.Forget(a.batch)
 			acts = append(acts, n.replica.CaughtUp(a.seq, a.timestamp)...)
 		}
-		var digest crypto.Digest
-		if a.digest != nil {
-			digest = a.digest.digest
-		}
-		acts = append(acts, n.replica.Executed(a.seq, digest)...)
+		acts = append(acts, n.replica.Executed(a.seq, a.digest)...)
 	}
 	return acts
 }

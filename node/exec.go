@@ -27,7 +27,6 @@ type execItem struct {
 // statements leave and replies go out.
 func (n *Node) runExecutor() {
 	defer n.wg.Done()
-	defer close(n.digestCh)
 	group := make([]execItem, 0, executeGroupMax)
 	done := make([]appliedBatch, 0, executeGroupMax)
 	for {
@@ -77,58 +76,7 @@ type appliedBatch struct {
 	entry   *eventlog.Entry
 	item    execItem
 	logTime int64
-	digest  *digestJob // at checkpoint seqs
-}
-
-// digestJob reads a checkpoint's state digest off the executor: reading the
-// whole state takes time in proportion to it, and the executor would
-// otherwise stop for that long at every checkpoint. The driver holds back
-// the checkpoint's applied-note, and every later one, until it is done.
-type digestJob struct {
-	snap  *eventlog.StateSnapshot
-	entry crypto.Digest // the checkpoint entry's hash
-	done  chan struct{}
-	// digest is crypto.Hash(entry hash, state digest), set before done closes.
-	digest crypto.Digest
-}
-
-func (j *digestJob) ready() bool {
-	select {
-	case <-j.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// runDigester reads the state digests of checkpoints in order. It stops when
-// the executor closes digestCh, discarding what it was sent after stop.
-func (n *Node) runDigester() {
-	defer n.wg.Done()
-	for j := range n.digestCh {
-		select {
-		case <-n.stop:
-			j.snap.Discard()
-			continue
-		default:
-		}
-		start := time.Now()
-		state, err := j.snap.Digest()
-		j.snap.Discard()
-		since(n.metrics.stateDigest, start)
-		if err != nil {
-			// The checkpoint's note never becomes ready: nothing past it is
-			// noted, and the replica stops voting.
-			n.halt(fmt.Sprintf("reading the state digest at %d failed; execution stops", j.snap.Seq()), err)
-			continue
-		}
-		j.digest = crypto.Hash(j.entry[:], state[:])
-		close(j.done)
-		select {
-		case n.appliedKick <- struct{}{}:
-		default:
-		}
-	}
+	digest  crypto.Digest // the checkpoint digest, at checkpoint seqs only
 }
 
 // execute applies one committed batch (not yet durable); ok false means storage
@@ -158,19 +106,12 @@ func (n *Node) execute(it execItem) (appliedBatch, bool) {
 	n.lastTimestamp = logTime
 	a := appliedBatch{entry: e, item: it, logTime: logTime}
 	if e.Seq%n.genesis.Params.CheckpointInterval == 0 {
-		// The snapshot is taken before the next batch applies.
-		snap, err := n.store.StateSnapshot()
-		if err != nil {
-			n.halt(fmt.Sprintf("reading the state at %d failed; execution stops", it.seq), err)
-			return appliedBatch{}, false
+		// The executor is the log's only writer, so the head is still e.
+		seq, state := n.store.StateDigest()
+		if seq != e.Seq {
+			panic(fmt.Sprintf("node: state digest read at seq %d right after applying %d", seq, e.Seq))
 		}
-		a.digest = &digestJob{snap: snap, entry: e.Hash, done: make(chan struct{})}
-		select {
-		case n.digestCh <- a.digest:
-		case <-n.stop:
-			snap.Discard()
-			return appliedBatch{}, false
-		}
+		a.digest = crypto.Hash(e.Hash[:], state[:])
 	}
 	return a, true
 }

@@ -29,7 +29,6 @@ type metrics struct {
 	verifySeconds   prometheus.Histogram // decoding and batch-verifying one chunk of inbound frames
 	applySeconds    prometheus.Histogram // applying one committed batch (before the fsync)
 	logSyncSeconds  prometheus.Histogram // the executor's group fsync
-	stateDigest     prometheus.Histogram // reading the executor state's digest at a checkpoint
 	batchRequests   prometheus.Histogram // requests per executed batch
 	verifyChunkSigs prometheus.Histogram // signatures per verification chunk
 }
@@ -63,12 +62,11 @@ func newMetrics() *metrics {
 		verifySeconds:   histogram("ordo_verify_seconds", "Decoding and batch-verifying one chunk of inbound frames.", secondsBuckets),
 		applySeconds:    histogram("ordo_apply_seconds", "Applying one committed batch to the log and ledger (before the fsync).", secondsBuckets),
 		logSyncSeconds:  histogram("ordo_log_sync_seconds", "The executor's group fsync of applied batches.", secondsBuckets),
-		stateDigest:     histogram("ordo_state_digest_seconds", "Reading the digest of the whole executor state at a checkpoint seq, off the executor (checkpoint notes wait for it).", secondsBuckets),
 		batchRequests:   histogram("ordo_batch_requests", "Client requests per executed batch.", prometheus.ExponentialBuckets(1, 2, 12)),
 		verifyChunkSigs: histogram("ordo_verify_chunk_signatures", "Signatures checked together in one verification chunk.", prometheus.ExponentialBuckets(1, 2, 12)),
 	}
 	m.reg.MustRegister(m.refusals, m.submits, m.batches, m.requests, m.events, m.fsyncs, m.fetched, m.halted,
-		m.submitSeconds, m.roundSeconds, m.protocolWrite, m.verifySeconds, m.applySeconds, m.logSyncSeconds, m.stateDigest,
+		m.submitSeconds, m.roundSeconds, m.protocolWrite, m.verifySeconds, m.applySeconds, m.logSyncSeconds,
 		m.batchRequests, m.verifyChunkSigs,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m

@@ -24,16 +24,13 @@ import (
 
 // Bounds and intervals of the node itself (protocol parameters live in genesis).
 const (
-	tickInterval       = time.Millisecond
-	retransmitInterval = 500 * time.Millisecond
-	pendingRequestsMax = 1 << 16
-	inboundQueueLen    = 8192
-	submitQueueLen     = 4096
-	executeQueueLen    = 1024
-	executeGroupMax    = 64
-	// digestQueueLen bounds the checkpoint state digests waiting to be read
-	// off the executor; past it the executor waits (see runDigester).
-	digestQueueLen        = 2
+	tickInterval          = time.Millisecond
+	retransmitInterval    = 500 * time.Millisecond
+	pendingRequestsMax    = 1 << 16
+	inboundQueueLen       = 8192
+	submitQueueLen        = 4096
+	executeQueueLen       = 1024
+	executeGroupMax       = 64
 	verifiedCacheLen      = 1 << 17
 	driverDrainMax        = 512
 	verifyQueueMax        = 4096 // frames the verifier holds off the transport
@@ -108,7 +105,6 @@ type Node struct {
 	submitCh     chan submission
 	stepCh       chan pbft.Message
 	execCh       chan execItem
-	digestCh     chan *digestJob // executor → digester; the executor closes it
 	appliedKick  chan struct{}
 	fetchKick    chan uint64
 	appliedSeq   atomic.Uint64
@@ -169,7 +165,6 @@ func New(cfg Config) (*Node, error) {
 		submitCh:    make(chan submission, submitQueueLen),
 		stepCh:      make(chan pbft.Message, inboundQueueLen),
 		execCh:      make(chan execItem, executeQueueLen),
-		digestCh:    make(chan *digestJob, digestQueueLen),
 		appliedKick: make(chan struct{}, 1),
 		fetchKick:   make(chan uint64, 1),
 		stop:        make(chan struct{}),
@@ -297,11 +292,10 @@ func (n *Node) Start() error {
 	}
 	n.host.Start()
 	n.views.Start()
-	n.wg.Add(5)
+	n.wg.Add(4)
 	go n.runVerifier()
 	go n.runDriver()
 	go n.runExecutor()
-	go n.runDigester()
 	go n.runFetcher()
 	n.kickFetch(0)
 	if n.cfg.Byzantine != "" {
