@@ -357,10 +357,13 @@ func (tx *Tx) Set(key, value []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := tx.set(k, bytes.Clone(value)); err != nil {
+	v := bytes.Clone(value)
+	if err := tx.set(k, v); err != nil {
 		return err
 	}
-	tx.state.add(stateWriteSet, key, value)
+	// The log's copies are hashed: handing the caller's slices to the hash
+	// would make them escape, and every caller allocate them.
+	tx.state.add(stateWriteSet, k[1:], v)
 	return nil
 }
 
@@ -379,7 +382,7 @@ func (tx *Tx) Delete(key []byte) error {
 	if err := tx.txn.Delete(k); err != nil {
 		return fmt.Errorf("entry %d: delete state key: %w", tx.seq, tooBig(err))
 	}
-	tx.state.add(stateWriteDelete, key, nil)
+	tx.state.add(stateWriteDelete, k[1:], nil)
 	return nil
 }
 

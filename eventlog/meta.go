@@ -115,20 +115,22 @@ const (
 // them, each tagged and length-prefixed, so that no two different sequences
 // of writes share a byte string. The zero value is a batch that wrote
 // nothing.
-type stateWrites struct{ h hash.Hash }
+type stateWrites struct {
+	h   hash.Hash
+	hdr [9]byte // tag and length, kept here so that hashing allocates nothing per write
+}
 
 func (s *stateWrites) add(tag byte, key, val []byte) {
 	if s.h == nil {
 		s.h = sha256.New()
 	}
-	var n [8]byte
-	s.h.Write([]byte{tag})
-	binary.BigEndian.PutUint64(n[:], uint64(len(key)))
-	s.h.Write(n[:])
+	s.hdr[0] = tag
+	binary.BigEndian.PutUint64(s.hdr[1:], uint64(len(key)))
+	s.h.Write(s.hdr[:])
 	s.h.Write(key)
 	if tag == stateWriteSet {
-		binary.BigEndian.PutUint64(n[:], uint64(len(val)))
-		s.h.Write(n[:])
+		binary.BigEndian.PutUint64(s.hdr[1:], uint64(len(val)))
+		s.h.Write(s.hdr[1:])
 		s.h.Write(val)
 	}
 }
