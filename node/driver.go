@@ -21,6 +21,12 @@ const (
 	// pruneInterval paces the pruning pass when only the applied seq moved;
 	// a new view or stable checkpoint prunes at once.
 	pruneInterval = time.Second
+	// pruneDeletesMax bounds the envelopes one round deletes. A checkpoint
+	// releases about checkpoint_interval × (2f+3) of them, which with 256
+	// validators and a long interval would exceed the 100,000 keys badger
+	// takes in one transaction of the protocol store; the rest go in the
+	// next rounds.
+	pruneDeletesMax = 8192
 )
 
 // Frame tags: the first byte of every p2p frame says what follows.
@@ -253,8 +259,9 @@ func (n *Node) carry(acts []pbft.Action) bool {
 }
 
 // prunable returns the persisted envelopes pbft.Prunable releases, given the
-// view this round makes durable. The pass runs when the view or the stable
-// checkpoint moved, else at most every pruneInterval.
+// view this round makes durable, at most pruneDeletesMax of them. The pass
+// runs when the view or the stable checkpoint moved, or the last pass stopped
+// at the bound, else at most every pruneInterval.
 func (n *Node) prunable(view uint64) []string {
 	// The status published after the last round: its stable checkpoint's
 	// proof went to disk in that round's write.
@@ -267,6 +274,10 @@ func (n *Node) prunable(view uint64) []string {
 	applied := n.appliedSeq.Load()
 	var del []string
 	for k, e := range n.persisted {
+		if len(del) == pruneDeletesMax {
+			n.prunedAt = time.Time{} // the next round passes again
+			break
+		}
 		if pbft.Prunable(e, len(n.keys), applied, stable, view) {
 			del = append(del, k)
 		}
