@@ -44,35 +44,40 @@ type LagMs struct {
 // Summary is summary.json. The first eight keys are the contract of
 // INTERFACE.md; the rest explain them.
 type Summary struct {
-	Nodes                   int           `json:"nodes"`
-	Clients                 int           `json:"clients"`
-	PayloadBytes            int           `json:"payload_bytes"`
-	DurationS               float64       `json:"duration_s"`
-	EventsPerSec            float64       `json:"events_per_sec"`
-	LatencyMs               LatencyMs     `json:"latency_ms"`
-	ProjectionLagMs         LagMs         `json:"projection_lag_ms"`
-	SigVerifyBoundPerSec    float64       `json:"sig_verify_bound_events_per_sec"`
-	SigVerifyFraction       float64       `json:"sig_verify_fraction"`
-	SigVerifyPerSignatureNs float64       `json:"sig_verify_per_signature_ns"`
-	Cores                   int           `json:"cores"`
-	Mode                    string        `json:"mode"` // "closed_loop" or "open_loop"
-	RateEventsPerSec        float64       `json:"rate_events_per_sec"`
-	WarmupS                 float64       `json:"warmup_s"`
-	EventsPerSecSource      string        `json:"events_per_sec_source"` // "node_last_position" or "client_completions"
-	EventsCommitted         uint64        `json:"events_committed"`
-	ClientEventsPerSec      float64       `json:"client_events_per_sec"`
-	Attempted               uint64        `json:"attempted"`
-	Completed               uint64        `json:"completed"`
-	Failed                  uint64        `json:"failed"`
-	DroppedByGenerator      uint64        `json:"dropped_by_generator"`
-	FirstError              string        `json:"first_error,omitempty"`
-	ClientKeys              int           `json:"client_keys"`
-	Targets                 []string      `json:"targets"`
-	SampledNode             string        `json:"sampled_node"`
-	LocalCluster            bool          `json:"local_cluster"`
-	ClusterDir              string        `json:"cluster_dir,omitempty"`
-	Processes               []ProcSummary `json:"processes"`
-	StartedAt               string        `json:"started_at"` // RFC 3339
+	Nodes                   int       `json:"nodes"`
+	Clients                 int       `json:"clients"`
+	PayloadBytes            int       `json:"payload_bytes"`
+	DurationS               float64   `json:"duration_s"`
+	EventsPerSec            float64   `json:"events_per_sec"`
+	LatencyMs               LatencyMs `json:"latency_ms"`
+	ProjectionLagMs         LagMs     `json:"projection_lag_ms"`
+	SigVerifyBoundPerSec    float64   `json:"sig_verify_bound_events_per_sec"`
+	SigVerifyFraction       float64   `json:"sig_verify_fraction"`
+	SigVerifyPerSignatureNs float64   `json:"sig_verify_per_signature_ns"`
+	Cores                   int       `json:"cores"`
+	Mode                    string    `json:"mode"` // "closed_loop" or "open_loop"
+	RateEventsPerSec        float64   `json:"rate_events_per_sec"`
+	WarmupS                 float64   `json:"warmup_s"`
+	EventsPerSecSource      string    `json:"events_per_sec_source"` // "node_last_position" or "client_completions"
+	EventsCommitted         uint64    `json:"events_committed"`
+	// BatchesCommitted and EventsPerBatch are from the sampled node's
+	// executed_seq over the same window: most of a node's work is per batch
+	// (signatures, fsyncs, messages), so they say how far it is spread.
+	BatchesCommitted   uint64        `json:"batches_committed,omitempty"`
+	EventsPerBatch     float64       `json:"events_per_batch,omitempty"`
+	ClientEventsPerSec float64       `json:"client_events_per_sec"`
+	Attempted          uint64        `json:"attempted"`
+	Completed          uint64        `json:"completed"`
+	Failed             uint64        `json:"failed"`
+	DroppedByGenerator uint64        `json:"dropped_by_generator"`
+	FirstError         string        `json:"first_error,omitempty"`
+	ClientKeys         int           `json:"client_keys"`
+	Targets            []string      `json:"targets"`
+	SampledNode        string        `json:"sampled_node"`
+	LocalCluster       bool          `json:"local_cluster"`
+	ClusterDir         string        `json:"cluster_dir,omitempty"`
+	Processes          []ProcSummary `json:"processes"`
+	StartedAt          string        `json:"started_at"` // RFC 3339
 }
 
 // Second is one row of the time series: the second ending T seconds after

@@ -287,10 +287,12 @@ func (r *runner) newBar() *progressbar.ProgressBar {
 	)
 }
 
-// statusSample is one reading of the sampled node's last_position.
+// statusSample is one reading of the sampled node's last_position and
+// executed_seq.
 type statusSample struct {
 	ok       bool
 	position uint64
+	seq      uint64
 	at       time.Time
 }
 
@@ -301,7 +303,7 @@ func (r *runner) sampleStatus(ctx context.Context) statusSample {
 	if err != nil {
 		return statusSample{}
 	}
-	return statusSample{ok: true, position: st.LastPosition, at: time.Now()}
+	return statusSample{ok: true, position: st.LastPosition, seq: st.ExecutedSeq, at: time.Now()}
 }
 
 // projectionLag returns the largest lag_ms among the sampled node's
@@ -480,6 +482,10 @@ func (r *runner) result(load *Load, series []Second, ps *procSampler, lags *Hist
 		s.EventsCommitted = last.position - first.position
 		s.EventsPerSec = round(float64(s.EventsCommitted)/last.at.Sub(first.at).Seconds(), 1)
 		s.EventsPerSecSource = "node_last_position"
+		if last.seq > first.seq {
+			s.BatchesCommitted = last.seq - first.seq
+			s.EventsPerBatch = round(float64(s.EventsCommitted)/float64(s.BatchesCommitted), 1)
+		}
 	} else {
 		s.EventsCommitted = stats.Completed
 		s.EventsPerSec = s.ClientEventsPerSec

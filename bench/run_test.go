@@ -79,6 +79,10 @@ func TestBenchRunAgainstNodesWritesTheReport(t *testing.T) {
 	if s.Completed == 0 || s.EventsPerSec <= 0 || s.EventsPerSecSource != "node_last_position" {
 		t.Errorf("summary %+v", s)
 	}
+	// The fake node makes one entry of one event per request.
+	if s.BatchesCommitted != s.EventsCommitted || s.EventsPerBatch != 1 {
+		t.Errorf("%d batches and %v events per batch for %d events, want one event per batch", s.BatchesCommitted, s.EventsPerBatch, s.EventsCommitted)
+	}
 	// Only our load writes to the fake node, so its rate and the clients'
 	// agree (they are measured over windows a few milliseconds apart).
 	if r := s.EventsPerSec / s.ClientEventsPerSec; r < 0.8 || r > 1.25 {
