@@ -32,7 +32,7 @@ const (
 // Frame tags: the first byte of every p2p frame says what follows.
 const (
 	tagEnvelope byte = 1 // a replica-signed pbft.Envelope
-	tagRequest  byte = 2 // a client's SignedRequest forwarded to every validator
+	tagRequest  byte = 2 // a client's SignedRequest forwarded by the node it was submitted to
 )
 
 func frameOf(tag byte, body []byte) []byte {

@@ -172,7 +172,11 @@ func (n *Node) submitHTTP(w http.ResponseWriter, r *http.Request) (code string, 
 	}
 	wt := n.replies.register(h)
 	defer n.replies.cancel(wt)
-	n.host.Broadcast(frameOf(tagRequest, raw))
+	frame := frameOf(tagRequest, raw)
+	if p := n.status.Load().Primary; p != n.self {
+		n.host.Send(p, frame)
+		n.metrics.forwards.WithLabelValues("primary").Inc()
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), replyTimeout)
 	defer cancel()
 	done := make(chan error, 1)
@@ -194,27 +198,50 @@ func (n *Node) submitHTTP(w http.ResponseWriter, r *http.Request) (code string, 
 	case <-ctx.Done():
 		return "timeout", http.StatusServiceUnavailable, "the node did not accept the request in time"
 	}
-	select {
-	case b := <-wt.ch:
-		res, err := codec.Canonical[ledger.Result](b.Result)
-		if err != nil {
-			panic("node: our own result does not decode: " + err.Error())
+	everyone := time.NewTimer(n.forwardAllAfter())
+	defer everyone.Stop()
+	for {
+		select {
+		case <-everyone.C:
+			// Not ordered yet: now every replica's request timer runs, so a
+			// primary that drops requests is voted out.
+			n.host.Broadcast(frame)
+			n.metrics.forwards.WithLabelValues("all").Inc()
+		case b := <-wt.ch:
+			return writeBundle(w, b)
+		case <-ctx.Done():
+			return "timeout", http.StatusServiceUnavailable, fmt.Sprintf("no reply from f+1 replicas within %v; the request may still commit, retry it unchanged", replyTimeout)
 		}
-		out := bundleJSON{
-			EntrySeq: b.EntrySeq, Result: resultJSON(&res), ResultB64: base64.StdEncoding.EncodeToString(b.Result),
-			ResultIndex: b.Index, ResultCount: b.Count, Proof: make([]string, len(b.Proof)), Executed: make([]string, len(b.Executed)),
-		}
-		for i, p := range b.Proof {
-			out.Proof[i] = p.String()
-		}
-		for i, e := range b.Executed {
-			out.Executed[i] = base64.StdEncoding.EncodeToString(e)
-		}
-		writeJSON(w, http.StatusOK, out)
-		return res.Code, http.StatusOK, ""
-	case <-ctx.Done():
-		return "timeout", http.StatusServiceUnavailable, fmt.Sprintf("no reply from f+1 replicas within %v; the request may still commit, retry it unchanged", replyTimeout)
 	}
+}
+
+// forwardAllAfter is how long a submitted request goes only to the primary of
+// this replica's view (the one that orders it; the others see it in the
+// PRE-PREPARE) before it goes to every replica: a quarter of the view-change
+// timeout, at most forwardAllAfterMax. Sending it to everyone at once cost
+// each replica a frame, a decode and a pending-queue entry per request.
+func (n *Node) forwardAllAfter() time.Duration {
+	return min(time.Duration(n.genesis.Params.ViewChangeTimeoutMs)*time.Millisecond/4, forwardAllAfterMax)
+}
+
+// writeBundle writes the 200 answer for a request's reply bundle.
+func writeBundle(w http.ResponseWriter, b *Bundle) (code string, status int, msg string) {
+	res, err := codec.Canonical[ledger.Result](b.Result)
+	if err != nil {
+		panic("node: our own result does not decode: " + err.Error())
+	}
+	out := bundleJSON{
+		EntrySeq: b.EntrySeq, Result: resultJSON(&res), ResultB64: base64.StdEncoding.EncodeToString(b.Result),
+		ResultIndex: b.Index, ResultCount: b.Count, Proof: make([]string, len(b.Proof)), Executed: make([]string, len(b.Executed)),
+	}
+	for i, p := range b.Proof {
+		out.Proof[i] = p.String()
+	}
+	for i, e := range b.Executed {
+		out.Executed[i] = base64.StdEncoding.EncodeToString(e)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return res.Code, http.StatusOK, ""
 }
 
 // StatusJSON is the answer of GET /v1/status.

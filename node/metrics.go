@@ -15,6 +15,7 @@ type metrics struct {
 	reg      *prometheus.Registry
 	refusals *prometheus.CounterVec
 	submits  *prometheus.CounterVec
+	forwards *prometheus.CounterVec
 	batches  prometheus.Counter
 	requests prometheus.Counter
 	events   prometheus.Counter
@@ -49,6 +50,9 @@ func newMetrics() *metrics {
 		submits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ordo_http_requests_total", Help: "Client requests submitted over HTTP, by outcome code.",
 		}, []string{"code"}),
+		forwards: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ordo_requests_forwarded_total", Help: "Requests submitted here and forwarded to other replicas: to the primary, or to all when no reply came in time (often means a primary in trouble).",
+		}, []string{"to"}),
 		batches:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ordo_batches_executed_total", Help: "Committed batches applied to the event log."}),
 		requests: prometheus.NewCounter(prometheus.CounterOpts{Name: "ordo_requests_executed_total", Help: "Client requests executed."}),
 		events:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ordo_events_appended_total", Help: "Events appended to the log."}),
@@ -65,7 +69,7 @@ func newMetrics() *metrics {
 		batchRequests:   histogram("ordo_batch_requests", "Client requests per executed batch.", prometheus.ExponentialBuckets(1, 2, 12)),
 		verifyChunkSigs: histogram("ordo_verify_chunk_signatures", "Signatures checked together in one verification chunk.", prometheus.ExponentialBuckets(1, 2, 12)),
 	}
-	m.reg.MustRegister(m.refusals, m.submits, m.batches, m.requests, m.events, m.fsyncs, m.fetched, m.halted,
+	m.reg.MustRegister(m.refusals, m.submits, m.forwards, m.batches, m.requests, m.events, m.fsyncs, m.fetched, m.halted,
 		m.submitSeconds, m.roundSeconds, m.protocolWrite, m.verifySeconds, m.applySeconds, m.logSyncSeconds,
 		m.batchRequests, m.verifyChunkSigs,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))

@@ -24,19 +24,22 @@ import (
 
 // Bounds and intervals of the node itself (protocol parameters live in genesis).
 const (
-	tickInterval          = time.Millisecond
-	retransmitInterval    = 500 * time.Millisecond
-	pendingRequestsMax    = 1 << 16
-	inboundQueueLen       = 8192
-	submitQueueLen        = 4096
-	executeQueueLen       = 1024
-	executeGroupMax       = 64
-	verifiedCacheLen      = 1 << 17
-	driverDrainMax        = 512
-	verifyQueueMax        = 4096 // frames the verifier holds off the transport
-	verifyBatchMax        = 32   // signatures per batch verification: past this the per-signature gain is small and the wait grows
-	replyTimeout          = 10 * time.Second
-	submitsInFlightMax    = 8192 // HTTP submits waiting for their replies at once
+	tickInterval       = time.Millisecond
+	retransmitInterval = 500 * time.Millisecond
+	pendingRequestsMax = 1 << 16
+	inboundQueueLen    = 8192
+	submitQueueLen     = 4096
+	executeQueueLen    = 1024
+	executeGroupMax    = 64
+	verifiedCacheLen   = 1 << 17
+	driverDrainMax     = 512
+	verifyQueueMax     = 4096 // frames the verifier holds off the transport
+	verifyBatchMax     = 32   // signatures per batch verification: past this the per-signature gain is small and the wait grows
+	replyTimeout       = 10 * time.Second
+	submitsInFlightMax = 8192 // HTTP submits waiting for their replies at once
+	// forwardAllAfterMax bounds how long a submitted request goes only to the
+	// primary before every replica gets it (see forwardAllAfter).
+	forwardAllAfterMax    = 500 * time.Millisecond
 	admittedKeysMax       = 1 << 16
 	shutdownTimeout       = 5 * time.Second
 	httpReadHeaderTimeout = 5 * time.Second
