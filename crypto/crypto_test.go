@@ -47,6 +47,36 @@ func TestSignVerifyDomainSeparation(t *testing.T) {
 	}
 }
 
+// TestSmallBatchesAgreeWithSingle covers the sizes around batchVerifyMin,
+// where Verify switches between single checks and a batch equation, with a
+// bad signature in every position.
+func TestSmallBatchesAgreeWithSingle(t *testing.T) {
+	chain := Hash([]byte("chain"))
+	for size := 1; size <= batchVerifyMin+1; size++ {
+		for bad := -1; bad < size; bad++ {
+			bv := NewBatchVerifier(chain, size)
+			for i := 0; i < size; i++ {
+				k := testKey(t, byte(i+1))
+				body := []byte(fmt.Sprintf("m%d", i))
+				sig := NewSigner(k, chain).Sign("req", body)
+				if i == bad {
+					body = append(body, '!')
+				}
+				bv.Add(k.Public(), "req", body, sig)
+			}
+			all, valid := bv.Verify()
+			if all != (bad < 0) || len(valid) != size {
+				t.Fatalf("size %d, bad %d: all %v, %d answers", size, bad, all, len(valid))
+			}
+			for i, v := range valid {
+				if v != (i != bad) {
+					t.Fatalf("size %d, bad %d: entry %d judged %v", size, bad, i, v)
+				}
+			}
+		}
+	}
+}
+
 func TestBatchAgreesWithSingle(t *testing.T) {
 	chain := Hash([]byte("chain"))
 	bv := NewBatchVerifier(chain, 8)
@@ -323,12 +353,18 @@ func TestExpandedKeysAgreeWithPlainVerification(t *testing.T) {
 				if got := Verify(pub, "req", chain, body, sig); got != want {
 					t.Errorf("%s key, %s signature, round %d: Verify %v, plain %v", name, sname, round, got, want)
 				}
-				bv := NewBatchVerifier(chain, 2)
-				bv.Add(good.Public(), "req", body, goodSig)
-				bv.Add(pub, "req", body, sig)
-				all, valid := bv.Verify()
-				if all != want || !valid[0] || valid[1] != want {
-					t.Errorf("%s key, %s signature, round %d: batch %v %v, plain %v", name, sname, round, all, valid, want)
+				// Alone with one good signature (verified one by one) and
+				// among enough good ones to make a batch equation.
+				for _, goods := range []int{1, batchVerifyMin} {
+					bv := NewBatchVerifier(chain, goods+1)
+					for range goods {
+						bv.Add(good.Public(), "req", body, goodSig)
+					}
+					bv.Add(pub, "req", body, sig)
+					all, valid := bv.Verify()
+					if all != want || !valid[0] || valid[goods] != want {
+						t.Errorf("%s key, %s signature, round %d, %d good beside: batch %v %v, plain %v", name, sname, round, goods, all, valid, want)
+					}
 				}
 			}
 		}
@@ -352,5 +388,32 @@ func TestExpandedKeyCacheIsBounded(t *testing.T) {
 		if n > expandedKeysMax {
 			t.Fatalf("cache holds %d keys, bound %d", n, expandedKeysMax)
 		}
+	}
+}
+
+// BenchmarkVerifyBatchSizes is the per-signature cost of a batch of each size,
+// the small sizes a replica's protocol traffic makes most of.
+func BenchmarkVerifyBatchSizes(b *testing.B) {
+	chain := Hash([]byte("c"))
+	body := bytes.Repeat([]byte{7}, 200)
+	keys := make([]PrivateKey, 64)
+	sigs := make([][]byte, 64)
+	for i := range keys {
+		keys[i] = testKey(b, byte(i+1))
+		sigs[i] = NewSigner(keys[i], chain).Sign("req", body)
+	}
+	for _, size := range []int{1, 2, 3, 4, 6, 8, 12, 16, 32, 64} {
+		b.Run(fmt.Sprintf("n=%d", size), func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				bv := NewBatchVerifier(chain, size)
+				for j := 0; j < size; j++ {
+					bv.Add(keys[j].Public(), "req", body, sigs[j])
+				}
+				if all, _ := bv.Verify(); !all {
+					b.Fatal("rejected")
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*size), "ns/sig")
+		})
 	}
 }
