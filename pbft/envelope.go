@@ -179,6 +179,14 @@ func VerifyCertificate(cert *Certificate, validators []crypto.PublicKey, chain c
 // DecodeRequest decodes a SignedRequest and its body from untrusted bytes. It
 // does not check the signature; see VerifyRequest.
 func DecodeRequest(b []byte) (*SignedRequest, *Request, error) {
+	if sr, req, ok := decodeRequestFast(b); ok {
+		return sr, req, nil
+	}
+	return decodeRequestGeneral(b)
+}
+
+// decodeRequestGeneral is DecodeRequest for any bytes, through the codec.
+func decodeRequestGeneral(b []byte) (*SignedRequest, *Request, error) {
 	var sr SignedRequest
 	if err := codec.Unmarshal(b, &sr); err != nil {
 		return nil, nil, fmt.Errorf("%w: request: %v", ErrBadMessage, err)
