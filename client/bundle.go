@@ -3,7 +3,7 @@ package client
 import (
 	"encoding/json"
 	"fmt"
-	"mime"
+	"strings"
 
 	"github.com/ordoledger/ordo/codec"
 	"github.com/ordoledger/ordo/crypto"
@@ -20,10 +20,11 @@ const (
 	acceptBundle = mediaCBOR + ", " + mediaJSON + ";q=0.5"
 )
 
-// isCBOR reports whether a Content-Type names application/cbor.
+// isCBOR reports whether a Content-Type names application/cbor, with or
+// without parameters.
 func isCBOR(contentType string) bool {
-	mt, _, err := mime.ParseMediaType(contentType)
-	return err == nil && mt == mediaCBOR
+	mt, _, _ := strings.Cut(contentType, ";")
+	return strings.EqualFold(strings.TrimSpace(mt), mediaCBOR)
 }
 
 // decodeBundle decodes the body of a submit's answer, which is untrusted:

@@ -477,8 +477,10 @@ func TestDecodeBundleRefusesMalformed(t *testing.T) {
 	req := pbft.SignRequest(crypto.NewSigner(tn.client, tn.chain), 1, []byte("cmd"))
 	b := tn.bundleFor(t, req, 0, 1)
 	good := codec.MustMarshal(b)
-	if _, err := decodeBundle(mediaCBOR+"; charset=binary", good); err != nil {
-		t.Fatalf("the good bundle with a parameter in its media type: %v", err)
+	for _, ct := range []string{mediaCBOR, "Application/CBOR", mediaCBOR + "; charset=binary"} {
+		if _, err := decodeBundle(ct, good); err != nil {
+			t.Fatalf("the good bundle as %q: %v", ct, err)
+		}
 	}
 	// A proof hash of 33 bytes: the decoder would keep 32 of them.
 	longHash := codec.MustMarshal(&struct {

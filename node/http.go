@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -239,17 +238,25 @@ const (
 // and clients of older builds do not, and get JSON.
 func acceptsCBOR(r *http.Request) bool {
 	for _, field := range r.Header.Values("Accept") {
-		for _, part := range strings.Split(field, ",") {
-			mt, params, err := mime.ParseMediaType(part)
-			if err != nil || mt != mediaCBOR {
-				continue
+		for part := range strings.SplitSeq(field, ",") {
+			mt, params, _ := strings.Cut(part, ";")
+			if strings.EqualFold(strings.TrimSpace(mt), mediaCBOR) && !qualityZero(params) {
+				return true
 			}
-			if q, ok := params["q"]; ok {
-				if v, err := strconv.ParseFloat(q, 64); err != nil || v <= 0 {
-					continue
-				}
-			}
-			return true
+		}
+	}
+	return false
+}
+
+// qualityZero reports whether the parameters of one media range of an Accept
+// header (what follows its first ';') refuse it: q=0, or a q that does not
+// parse.
+func qualityZero(params string) bool {
+	for p := range strings.SplitSeq(params, ";") {
+		k, v, _ := strings.Cut(p, "=")
+		if strings.EqualFold(strings.TrimSpace(k), "q") {
+			q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return err != nil || q <= 0
 		}
 	}
 	return false

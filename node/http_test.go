@@ -35,7 +35,7 @@ func submitWith(accept string) *http.Request {
 }
 
 func TestWriteBundleJSONUnchanged(t *testing.T) {
-	for _, accept := range []string{"", "application/json", "*/*", "application/cbor;q=0", "application/cbor-seq", "text/html, application/json"} {
+	for _, accept := range []string{"", "application/json", "*/*", "application/cbor;q=0", "application/cbor; q=0.0", "application/cbor;q=x", "application/cbor-seq", "text/html, application/json"} {
 		w := httptest.NewRecorder()
 		if code, status, _ := writeBundle(w, submitWith(accept), testReplyBundle()); code != ledger.CodeOK || status != http.StatusOK {
 			t.Fatalf("Accept %q: %s %d", accept, code, status)
@@ -53,7 +53,7 @@ func TestWriteBundleJSONUnchanged(t *testing.T) {
 // JSON answer carries the same fields under the wire type's json names.
 func TestWriteBundleCBOR(t *testing.T) {
 	want := testReplyBundle()
-	for _, accept := range []string{"application/cbor", "application/CBOR", "application/json;q=0.5, application/cbor", "application/cbor; q=0.9"} {
+	for _, accept := range []string{"application/cbor", "application/CBOR", "application/json;q=0.5, application/cbor", "application/cbor; q=0.9", "application/cbor;level=1", "text/html,application/cbor ; Q=1"} {
 		w := httptest.NewRecorder()
 		writeBundle(w, submitWith(accept), want)
 		if ct := w.Header().Get("Content-Type"); ct != mediaCBOR {
