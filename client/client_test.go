@@ -309,7 +309,12 @@ func TestVerifyBundleAcceptsOriginalResultOfRetry(t *testing.T) {
 	original := ledger.Result{RequestHash: crypto.Hash(req), Code: ledger.CodeOK, Positions: []uint64{3}, EntrySeq: 2}
 	leaf := codec.MustMarshal(&original)
 	root := crypto.MerkleRoot([][]byte{leaf})
-	b := &pbft.ReplyBundle{EntrySeq: testEntrySeq, Result: leaf, ResultIndex: 0, ResultCount: 1,
+	// The empty, non-nil path of a one-leaf tree, as a node sends it.
+	proof, err := crypto.InclusionProof([][]byte{leaf}, 0)
+	if err != nil || proof == nil {
+		t.Fatalf("proof %v, %v", proof, err)
+	}
+	b := &pbft.ReplyBundle{EntrySeq: testEntrySeq, Result: leaf, ResultIndex: 0, ResultCount: 1, Proof: proof,
 		Executed: [][]byte{tn.executed(0, 0, testEntrySeq, root), tn.executed(2, 2, testEntrySeq, root)}}
 	for _, f := range wireFormats() {
 		r, err := tn.checker(nil).verifyBundle(f.contentType, f.encode(t, b), req)
