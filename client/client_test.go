@@ -496,6 +496,9 @@ func TestDecodeBundleRefusesMalformed(t *testing.T) {
 		Proof       [][]byte `cbor:"5,keyasint"`
 		Executed    [][]byte `cbor:"6,keyasint"`
 	}{b.EntrySeq, b.Result, b.ResultIndex, b.ResultCount, [][]byte{append(b.Proof[0][:], 0), b.Proof[1][:]}, b.Executed})
+	if int(good[2]) >= 24 || good[1] != 0x01 {
+		t.Fatalf("bundle encoding %x does not start with key 1 and a small entry seq", good[:3])
+	}
 	// The entry seq (key 1) encoded in two bytes instead of one.
 	nonCanonical := append([]byte{good[0], 0x01, 0x18, good[2]}, good[3:]...)
 	cases := []struct {
@@ -513,9 +516,6 @@ func TestDecodeBundleRefusesMalformed(t *testing.T) {
 		{"CBOR without a content type", "", good},
 		{"malformed JSON", mediaJSON, []byte(`{"executed":`)},
 		{"empty", mediaCBOR, nil},
-	}
-	if int(good[2]) >= 24 || good[1] != 0x01 {
-		t.Fatalf("bundle encoding %x does not start with key 1 and a small entry seq", good[:3])
 	}
 	for _, tc := range cases {
 		if _, err := decodeBundle(tc.contentType, tc.body); !errors.Is(err, ErrBadReply) || !strings.Contains(err.Error(), "malformed") {
