@@ -43,9 +43,9 @@ const (
 	// and between rounds.
 	backoffInitial = 100 * time.Millisecond
 	backoffMax     = 2 * time.Second
-	// replyBytesMax bounds a reply bundle: n ≤ 256 envelopes, a proof of ≤ 64
+	// bundleBytesMax bounds a reply bundle: n ≤ 256 envelopes, a proof of ≤ 64
 	// hashes and a result, all far below it.
-	replyBytesMax = 4 << 20
+	bundleBytesMax = 4 << 20
 	// readBytesMax bounds a page of events or entries.
 	readBytesMax = 64 << 20
 	// errorBytesMax bounds an error body.
@@ -106,13 +106,11 @@ type Config struct {
 type Client struct {
 	nodes           []string
 	signer          *crypto.Signer
-	chain           crypto.Digest
-	validators      []crypto.PublicKey
+	bundles         *bundleChecker
 	timeout         time.Duration
 	requestBytesMax int
 	http            *http.Client
 	log             *slog.Logger
-	statements      *StatementCache
 	// preferred is the index of the node that last answered well; attempts
 	// start there so one dead node does not cost every call a timeout.
 	preferred atomic.Int64
@@ -137,18 +135,17 @@ func New(cfg Config) (*Client, error) {
 	if len(cfg.Validators) > NodesMax {
 		return nil, fmt.Errorf("client: %d validators, at most %d", len(cfg.Validators), NodesMax)
 	}
+	statements := cfg.Statements
+	if statements == nil {
+		statements = NewStatementCache()
+	}
 	c := &Client{
 		nodes:           nodes,
-		chain:           cfg.Chain,
-		validators:      append([]crypto.PublicKey(nil), cfg.Validators...),
+		bundles:         newBundleChecker(cfg.Chain, append([]crypto.PublicKey(nil), cfg.Validators...), statements),
 		timeout:         cfg.Timeout,
 		requestBytesMax: cfg.RequestBytesMax,
 		http:            cfg.HTTPClient,
 		log:             cfg.Logger,
-		statements:      cfg.Statements,
-	}
-	if c.statements == nil {
-		c.statements = NewStatementCache()
 	}
 	if c.timeout < 0 {
 		return nil, fmt.Errorf("client: negative timeout %v", c.timeout)
@@ -169,7 +166,7 @@ func New(cfg Config) (*Client, error) {
 		c.log = slog.Default()
 	}
 	if !cfg.Key.IsZero() {
-		if len(c.validators) == 0 {
+		if len(cfg.Validators) == 0 {
 			return nil, errors.New("client: a key is set but no validators: replies could not be verified")
 		}
 		c.signer = crypto.NewSigner(cfg.Key, cfg.Chain)
@@ -273,18 +270,22 @@ func (c *Client) submitOnce(ctx context.Context, command []byte) (*Reply, error)
 	}
 	var reply *Reply
 	err := c.failover(ctx, "submit", func(ctx context.Context, node string) error {
-		body, status, err := c.do(ctx, node, http.MethodPost, "/v1/requests", req, replyBytesMax)
+		a, err := c.exchange(ctx, c.timeout, node, http.MethodPost, "/v1/requests", acceptBundle, req, bundleBytesMax)
 		if err != nil {
 			return err
 		}
-		if status != http.StatusOK && status != http.StatusConflict {
-			return answerError(node, status, body)
+		if a.status != http.StatusOK && a.status != http.StatusConflict {
+			return answerError(node, a.status, a.body)
 		}
-		if status == http.StatusConflict && !hasBundle(body) {
+		b, verr := decodeBundle(a.contentType, a.body)
+		if a.status == http.StatusConflict && (verr != nil || len(b.Executed) == 0) {
 			// A 409 without EXECUTED statements is the node's own refusal.
-			return answerError(node, status, body)
+			return answerError(node, a.status, a.body)
 		}
-		r, verr := verifyBundle(body, req, c.validators, c.chain, c.statements)
+		var r *Reply
+		if verr == nil {
+			r, verr = c.bundles.checkBundle(b, req)
+		}
 		if verr != nil {
 			c.log.Warn("node sent a reply bundle that fails verification; trying another node",
 				"node", node, "err", verr)
@@ -298,14 +299,6 @@ func (c *Client) submitOnce(ctx context.Context, command []byte) (*Reply, error)
 		return nil, err
 	}
 	return reply, nil
-}
-
-// hasBundle reports whether an answer body carries EXECUTED statements.
-func hasBundle(body []byte) bool {
-	var probe struct {
-		Executed []json.RawMessage `json:"executed"`
-	}
-	return json.Unmarshal(body, &probe) == nil && len(probe.Executed) > 0
 }
 
 // retryableError marks an attempt failure after which another node (or a
@@ -373,14 +366,24 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// do makes one HTTP request to node with the per-attempt timeout and returns
-// the body (at most bodyMax bytes) and status. Transport failures and 5xx/429
-// come back as *retryableError; other statuses are left to the caller.
+// do makes one HTTP request to node with the per-attempt timeout, asking for
+// JSON, and returns the body (at most bodyMax bytes) and status. Transport
+// failures and 5xx/429 come back as *retryableError; other statuses are left
+// to the caller.
 func (c *Client) do(ctx context.Context, node, method, path string, body []byte, bodyMax int64) ([]byte, int, error) {
-	return c.doTimeout(ctx, c.timeout, node, method, path, body, bodyMax)
+	a, err := c.exchange(ctx, c.timeout, node, method, path, mediaJSON, body, bodyMax)
+	return a.body, a.status, err
 }
 
-func (c *Client) doTimeout(ctx context.Context, timeout time.Duration, node, method, path string, body []byte, bodyMax int64) ([]byte, int, error) {
+// answer is a node's answer to one HTTP request.
+type answer struct {
+	body        []byte // at most the bound the request was made with
+	status      int
+	contentType string
+}
+
+// exchange is do with a timeout and an Accept header of the caller's.
+func (c *Client) exchange(ctx context.Context, timeout time.Duration, node, method, path, accept string, body []byte, bodyMax int64) (answer, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var rd io.Reader
@@ -389,15 +392,15 @@ func (c *Client) doTimeout(ctx context.Context, timeout time.Duration, node, met
 	}
 	req, err := http.NewRequestWithContext(ctx, method, node+path, rd)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%s: %w", node, err)
+		return answer{}, fmt.Errorf("%s: %w", node, err)
 	}
 	if body != nil {
-		req.Header.Set("Content-Type", "application/cbor")
+		req.Header.Set("Content-Type", mediaCBOR)
 	}
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, 0, &retryableError{err: fmt.Errorf("%s: %w", node, err)}
+		return answer{}, &retryableError{err: fmt.Errorf("%s: %w", node, err)}
 	}
 	defer resp.Body.Close()
 	limit := bodyMax
@@ -406,18 +409,18 @@ func (c *Client) doTimeout(ctx context.Context, timeout time.Duration, node, met
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, 0, &retryableError{err: fmt.Errorf("%s: reading the answer: %w", node, err)}
+		return answer{}, &retryableError{err: fmt.Errorf("%s: reading the answer: %w", node, err)}
 	}
 	if int64(len(raw)) > limit {
-		return nil, 0, &retryableError{err: fmt.Errorf("%s: answer larger than %d bytes", node, limit)}
+		return answer{}, &retryableError{err: fmt.Errorf("%s: answer larger than %d bytes", node, limit)}
 	}
 	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
-		return nil, 0, &retryableError{
+		return answer{}, &retryableError{
 			err:  answerError(node, resp.StatusCode, raw),
 			busy: resp.StatusCode == http.StatusTooManyRequests,
 		}
 	}
-	return raw, resp.StatusCode, nil
+	return answer{body: raw, status: resp.StatusCode, contentType: resp.Header.Get("Content-Type")}, nil
 }
 
 // answerError turns a non-success answer into an error carrying the server's
@@ -445,14 +448,14 @@ func answerError(node string, status int, body []byte) error {
 // getJSON reads path from the nodes in turn and decodes the JSON answer into v.
 func (c *Client) getJSON(ctx context.Context, op, path string, timeout time.Duration, v any) error {
 	return c.failover(ctx, op, func(ctx context.Context, node string) error {
-		body, status, err := c.doTimeout(ctx, timeout, node, http.MethodGet, path, nil, readBytesMax)
+		a, err := c.exchange(ctx, timeout, node, http.MethodGet, path, mediaJSON, nil, readBytesMax)
 		if err != nil {
 			return err
 		}
-		if status != http.StatusOK {
-			return answerError(node, status, body)
+		if a.status != http.StatusOK {
+			return answerError(node, a.status, a.body)
 		}
-		if err := json.Unmarshal(body, v); err != nil {
+		if err := json.Unmarshal(a.body, v); err != nil {
 			return &retryableError{err: fmt.Errorf("%s: malformed answer: %w", node, err)}
 		}
 		return nil

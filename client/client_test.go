@@ -54,14 +54,14 @@ const testEntrySeq = 7
 
 // bundleFor builds a valid bundle for req: a batch of three requests with req
 // in the middle, vouched for by the given replicas.
-func (tn *testNet) bundleFor(t testing.TB, req []byte, replicas ...int) *Bundle {
+func (tn *testNet) bundleFor(t testing.TB, req []byte, replicas ...int) *pbft.ReplyBundle {
 	t.Helper()
 	return tn.bundleWith(t, req, ledger.Result{Code: ledger.CodeOK, Positions: []uint64{11, 12}, StreamVersion: 1}, replicas...)
 }
 
 // bundleWith is bundleFor with own as the request's result (its hash and
 // entry seq filled in).
-func (tn *testNet) bundleWith(t testing.TB, req []byte, own ledger.Result, replicas ...int) *Bundle {
+func (tn *testNet) bundleWith(t testing.TB, req []byte, own ledger.Result, replicas ...int) *pbft.ReplyBundle {
 	t.Helper()
 	own.RequestHash, own.EntrySeq = crypto.Hash(req), testEntrySeq
 	results := []ledger.Result{
@@ -78,9 +78,9 @@ func (tn *testNet) bundleWith(t testing.TB, req []byte, own ledger.Result, repli
 		t.Fatal(err)
 	}
 	root := crypto.MerkleRoot(leaves)
-	b := &Bundle{
+	b := &pbft.ReplyBundle{
 		EntrySeq:    testEntrySeq,
-		ResultBytes: leaves[1],
+		Result:      leaves[1],
 		ResultIndex: 1,
 		ResultCount: uint64(len(leaves)),
 		Proof:       proof,
@@ -109,17 +109,38 @@ func mustJSON(t testing.TB, v any) []byte {
 	return b
 }
 
+// wireFormat is one encoding of reply bundles: JSON, as a node of an older
+// build answers, or CBOR, as a node answers a client that asks for it.
+type wireFormat struct {
+	name        string
+	contentType string
+	encode      func(testing.TB, *pbft.ReplyBundle) []byte
+}
+
+func wireFormats() []wireFormat {
+	return []wireFormat{
+		{"json", mediaJSON, func(t testing.TB, b *pbft.ReplyBundle) []byte { return mustJSON(t, b) }},
+		{"cbor", mediaCBOR, func(t testing.TB, b *pbft.ReplyBundle) []byte { return codec.MustMarshal(b) }},
+	}
+}
+
+// checker is a bundle checker for this network's keys.
+func (tn *testNet) checker(cache *StatementCache) *bundleChecker {
+	return newBundleChecker(tn.chain, tn.pubs, cache)
+}
+
 // fakeNode is an httptest server standing in for one node.
 type fakeNode struct {
-	srv    *httptest.Server
-	hits   atomic.Int64
-	mu     sync.Mutex
-	bodies [][]byte
+	srv     *httptest.Server
+	hits    atomic.Int64
+	mu      sync.Mutex
+	bodies  [][]byte
+	accepts []string // the Accept header of every request
 }
 
 // newFakeNode serves POST /v1/requests with respond, after checking the
-// request the way a node would.
-func newFakeNode(t *testing.T, tn *testNet, respond func(req []byte) (int, []byte)) *fakeNode {
+// request the way a node would. Its answers say they are contentType.
+func newFakeNode(t *testing.T, tn *testNet, contentType string, respond func(req []byte) (int, []byte)) *fakeNode {
 	t.Helper()
 	fn := &fakeNode{}
 	fn.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -140,6 +161,7 @@ func newFakeNode(t *testing.T, tn *testNet, respond func(req []byte) (int, []byt
 		}
 		fn.mu.Lock()
 		fn.bodies = append(fn.bodies, body)
+		fn.accepts = append(fn.accepts, r.Header.Get("Accept"))
 		fn.mu.Unlock()
 		sr, req, err := pbft.DecodeRequest(body)
 		if err != nil || !crypto.Verify(req.Client, pbft.KindRequest.String(), tn.chain, sr.Body, sr.Sig) {
@@ -148,7 +170,7 @@ func newFakeNode(t *testing.T, tn *testNet, respond func(req []byte) (int, []byt
 			return
 		}
 		status, out := respond(body)
-		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Type", contentType)
 		w.WriteHeader(status)
 		w.Write(out)
 	}))
@@ -203,47 +225,54 @@ func appendCmd() ledger.Command {
 }
 
 func TestSubmitAcceptsGoodBundle(t *testing.T) {
-	tn := newTestNet(t, 4)
-	node := newFakeNode(t, tn, func(req []byte) (int, []byte) {
-		return http.StatusOK, mustJSON(t, tn.bundleFor(t, req, 2, 0))
-	})
-	c := tn.newClient(t, node.srv.URL)
-	r, err := c.Submit(context.Background(), appendCmd())
-	if err != nil {
-		t.Fatalf("Submit: %v", err)
-	}
-	if r.EntrySeq != testEntrySeq || r.Result.EntrySeq != testEntrySeq {
-		t.Errorf("entry seq %d / result %d, want %d", r.EntrySeq, r.Result.EntrySeq, testEntrySeq)
-	}
-	if r.Result.Code != ledger.CodeOK || len(r.Result.Positions) != 2 || r.Result.Positions[1] != 12 {
-		t.Errorf("result %+v", r.Result)
-	}
-	if r.Replies != 2 {
-		t.Errorf("replies %d, want 2", r.Replies)
-	}
-	if r.Node != node.srv.URL {
-		t.Errorf("node %q, want %q", r.Node, node.srv.URL)
-	}
-	// The command the node received decodes back to what was submitted.
-	_, req, err := pbft.DecodeRequest(node.received()[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd, err := codec.Canonical[ledger.Command](req.Command)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if cmd.Append == nil || cmd.Append.Stream != "orders-1" || string(cmd.Append.Events[0].Data) != `{"a":1}` {
-		t.Errorf("node received command %+v", cmd)
-	}
-	if req.Client != tn.client.Public() {
-		t.Errorf("request signed by %v, want the client key", req.Client)
+	for _, f := range wireFormats() {
+		t.Run(f.name, func(t *testing.T) {
+			tn := newTestNet(t, 4)
+			node := newFakeNode(t, tn, f.contentType, func(req []byte) (int, []byte) {
+				return http.StatusOK, f.encode(t, tn.bundleFor(t, req, 2, 0))
+			})
+			c := tn.newClient(t, node.srv.URL)
+			r, err := c.Submit(context.Background(), appendCmd())
+			if err != nil {
+				t.Fatalf("Submit: %v", err)
+			}
+			if r.EntrySeq != testEntrySeq || r.Result.EntrySeq != testEntrySeq {
+				t.Errorf("entry seq %d / result %d, want %d", r.EntrySeq, r.Result.EntrySeq, testEntrySeq)
+			}
+			if r.Result.Code != ledger.CodeOK || len(r.Result.Positions) != 2 || r.Result.Positions[1] != 12 {
+				t.Errorf("result %+v", r.Result)
+			}
+			if r.Replies != 2 {
+				t.Errorf("replies %d, want 2", r.Replies)
+			}
+			if r.Node != node.srv.URL {
+				t.Errorf("node %q, want %q", r.Node, node.srv.URL)
+			}
+			if got := node.accepts[0]; got != acceptBundle {
+				t.Errorf("Accept %q, want %q", got, acceptBundle)
+			}
+			// The command the node received decodes back to what was submitted.
+			_, req, err := pbft.DecodeRequest(node.received()[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd, err := codec.Canonical[ledger.Command](req.Command)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cmd.Append == nil || cmd.Append.Stream != "orders-1" || string(cmd.Append.Events[0].Data) != `{"a":1}` {
+				t.Errorf("node received command %+v", cmd)
+			}
+			if req.Client != tn.client.Public() {
+				t.Errorf("request signed by %v, want the client key", req.Client)
+			}
+		})
 	}
 }
 
 func TestSubmitAcceptsAllValidatorsAndRefusedResult(t *testing.T) {
 	tn := newTestNet(t, 4)
-	node := newFakeNode(t, tn, func(req []byte) (int, []byte) {
+	node := newFakeNode(t, tn, mediaJSON, func(req []byte) (int, []byte) {
 		return http.StatusOK, mustJSON(t, tn.bundleFor(t, req, 0, 1, 2, 3))
 	})
 	r, err := tn.newClient(t, node.srv.URL).Submit(context.Background(), appendCmd())
@@ -265,8 +294,10 @@ func TestVerifyBundleIgnoresEntryHash(t *testing.T) {
 		Seq: testEntrySeq, ResultsRoot: rootOf(t, b), EntryHash: crypto.Hash([]byte("odd")), Replica: 1,
 	})
 	b.Executed[1] = codec.MustMarshal(env)
-	if _, err := verifyBundle(mustJSON(t, b), req, tn.pubs, tn.chain, nil); err != nil {
-		t.Fatal(err)
+	for _, f := range wireFormats() {
+		if _, err := tn.checker(nil).verifyBundle(f.contentType, f.encode(t, b), req); err != nil {
+			t.Fatalf("%s: %v", f.name, err)
+		}
 	}
 }
 
@@ -278,40 +309,47 @@ func TestVerifyBundleAcceptsOriginalResultOfRetry(t *testing.T) {
 	original := ledger.Result{RequestHash: crypto.Hash(req), Code: ledger.CodeOK, Positions: []uint64{3}, EntrySeq: 2}
 	leaf := codec.MustMarshal(&original)
 	root := crypto.MerkleRoot([][]byte{leaf})
-	b := &Bundle{EntrySeq: testEntrySeq, ResultBytes: leaf, ResultIndex: 0, ResultCount: 1,
-		Executed: [][]byte{tn.executed(0, 0, testEntrySeq, root), tn.executed(2, 2, testEntrySeq, root)}}
-	r, err := verifyBundle(mustJSON(t, b), req, tn.pubs, tn.chain, nil)
-	if err != nil {
-		t.Fatal(err)
+	// The empty, non-nil path of a one-leaf tree, as a node sends it.
+	proof, err := crypto.InclusionProof([][]byte{leaf}, 0)
+	if err != nil || proof == nil {
+		t.Fatalf("proof %v, %v", proof, err)
 	}
-	if r.EntrySeq != testEntrySeq || r.Result.EntrySeq != 2 || r.Result.Positions[0] != 3 {
-		t.Errorf("reply %+v", r)
+	b := &pbft.ReplyBundle{EntrySeq: testEntrySeq, Result: leaf, ResultIndex: 0, ResultCount: 1, Proof: proof,
+		Executed: [][]byte{tn.executed(0, 0, testEntrySeq, root), tn.executed(2, 2, testEntrySeq, root)}}
+	for _, f := range wireFormats() {
+		r, err := tn.checker(nil).verifyBundle(f.contentType, f.encode(t, b), req)
+		if err != nil {
+			t.Fatalf("%s: %v", f.name, err)
+		}
+		if r.EntrySeq != testEntrySeq || r.Result.EntrySeq != 2 || r.Result.Positions[0] != 3 {
+			t.Errorf("%s: reply %+v", f.name, r)
+		}
 	}
 }
 
 // forgery mutates a good bundle into one a faulty node might send.
 type forgery struct {
 	name   string
-	mutate func(t *testing.T, tn *testNet, req []byte, b *Bundle)
+	mutate func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle)
 	want   string
 }
 
 func forgeries() []forgery {
 	otherRoot := crypto.Hash([]byte("another root"))
 	return []forgery{
-		{"too few replies", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"too few replies", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			b.Executed = b.Executed[:1]
 		}, "need 2"},
-		{"no replies", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"no replies", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			b.Executed = nil
 		}, "need 2"},
-		{"duplicate replica", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"duplicate replica", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			b.Executed[1] = b.Executed[0]
 		}, "appears twice"},
-		{"more statements than validators", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"more statements than validators", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			b.Executed = append(b.Executed, b.Executed[0], b.Executed[0], b.Executed[0])
 		}, "from 4 validators"},
-		{"bad signature", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"bad signature", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			env, err := pbft.DecodeEnvelope(b.Executed[1])
 			if err != nil {
 				t.Fatal(err)
@@ -319,70 +357,70 @@ func forgeries() []forgery {
 			env.Sig[0] ^= 1
 			b.Executed[1] = codec.MustMarshal(env)
 		}, "bad signature"},
-		{"signed by another replica's key", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"signed by another replica's key", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			root := rootOf(t, b)
 			b.Executed[1] = tn.executed(1, 0, testEntrySeq, root)
 		}, "bad signature"},
-		{"signed for another chain", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"signed for another chain", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			root := rootOf(t, b)
 			env := pbft.Seal(crypto.NewSigner(tn.keys[1], crypto.Hash([]byte("other chain"))), pbft.KindExecuted,
 				&pbft.Executed{Seq: testEntrySeq, ResultsRoot: root, EntryHash: crypto.Hash([]byte("head")), Replica: 1})
 			b.Executed[1] = codec.MustMarshal(env)
 		}, "bad signature"},
-		{"replica outside the validator set", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"replica outside the validator set", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			b.Executed[1] = tn.executed(4, 1, testEntrySeq, rootOf(t, b))
 		}, "replica 4 of 4"},
-		{"not an EXECUTED message", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"not an EXECUTED message", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			env := pbft.Seal(crypto.NewSigner(tn.keys[1], tn.chain), pbft.KindCommit,
 				&pbft.Commit{Seq: testEntrySeq, Replica: 1})
 			b.Executed[1] = codec.MustMarshal(env)
 		}, "not EXECUTED"},
-		{"garbage statement", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"garbage statement", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			b.Executed[1] = []byte{0xff, 0x00}
 		}, "EXECUTED 1"},
-		{"wrong root for every replica", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"wrong root for every replica", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			b.Executed = [][]byte{tn.executed(0, 0, testEntrySeq, otherRoot), tn.executed(1, 1, testEntrySeq, otherRoot)}
 		}, "does not match the root"},
-		{"replicas disagree on the root", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"replicas disagree on the root", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			b.Executed[1] = tn.executed(1, 1, testEntrySeq, otherRoot)
 		}, "disagree"},
-		{"statement for another seq", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"statement for another seq", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			b.Executed[1] = tn.executed(1, 1, testEntrySeq+1, rootOf(t, b))
 		}, "executed seq 8"},
-		{"bundle names another seq", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"bundle names another seq", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			b.EntrySeq++
 		}, "bundle says 8"},
-		{"wrong proof", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"wrong proof", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			b.Proof[0][0] ^= 1
 		}, "does not match the root"},
-		{"missing proof", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"missing proof", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			b.Proof = nil
 		}, "does not match the root"},
-		{"wrong index", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"wrong index", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			b.ResultIndex = 2
 		}, "does not match the root"},
-		{"index outside the tree", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"index outside the tree", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			b.ResultIndex = 3
 		}, "outside tree"},
-		{"result for another request", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
+		{"result for another request", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
 			*b = *tn.bundleFor(t, append([]byte("other"), req...), 0, 1)
 		}, "not ours"},
-		{"result edited by the node", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
-			r, err := codec.Canonical[ledger.Result](b.ResultBytes)
+		{"result edited by the node", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
+			r, err := codec.Canonical[ledger.Result](b.Result)
 			if err != nil {
 				t.Fatal(err)
 			}
 			r.Positions = []uint64{99}
-			b.ResultBytes = codec.MustMarshal(&r)
+			b.Result = codec.MustMarshal(&r)
 		}, "does not match the root"},
-		{"result not canonical", func(t *testing.T, tn *testNet, req []byte, b *Bundle) {
-			b.ResultBytes = append(b.ResultBytes, 0)
+		{"result not canonical", func(t testing.TB, tn *testNet, req []byte, b *pbft.ReplyBundle) {
+			b.Result = append(b.Result, 0)
 		}, "result"},
 	}
 }
 
 // rootOf returns the results root the bundle's first statement names.
-func rootOf(t *testing.T, b *Bundle) crypto.Digest {
+func rootOf(t testing.TB, b *pbft.ReplyBundle) crypto.Digest {
 	t.Helper()
 	env, err := pbft.DecodeEnvelope(b.Executed[0])
 	if err != nil {
@@ -398,66 +436,142 @@ func rootOf(t *testing.T, b *Bundle) crypto.Digest {
 func TestVerifyBundleRefusesForgeries(t *testing.T) {
 	tn := newTestNet(t, 4)
 	req := pbft.SignRequest(crypto.NewSigner(tn.client, tn.chain), 1, []byte("cmd"))
-	good := mustJSON(t, tn.bundleFor(t, req, 0, 1))
-	if _, err := verifyBundle(good, req, tn.pubs, tn.chain, nil); err != nil {
-		t.Fatalf("the unmodified bundle fails: %v", err)
-	}
-	for _, f := range forgeries() {
-		t.Run(f.name, func(t *testing.T) {
-			b := tn.bundleFor(t, req, 0, 1)
-			f.mutate(t, tn, req, b)
-			_, err := verifyBundle(mustJSON(t, b), req, tn.pubs, tn.chain, nil)
-			if err == nil {
-				t.Fatal("forged bundle accepted")
+	for _, wf := range wireFormats() {
+		t.Run(wf.name, func(t *testing.T) {
+			good := wf.encode(t, tn.bundleFor(t, req, 0, 1))
+			if _, err := tn.checker(nil).verifyBundle(wf.contentType, good, req); err != nil {
+				t.Fatalf("the unmodified bundle fails: %v", err)
 			}
-			if !errors.Is(err, ErrBadReply) {
-				t.Errorf("error %v is not ErrBadReply", err)
+			for _, f := range forgeries() {
+				t.Run(f.name, func(t *testing.T) {
+					b := tn.bundleFor(t, req, 0, 1)
+					f.mutate(t, tn, req, b)
+					_, err := tn.checker(nil).verifyBundle(wf.contentType, wf.encode(t, b), req)
+					if err == nil {
+						t.Fatal("forged bundle accepted")
+					}
+					if !errors.Is(err, ErrBadReply) {
+						t.Errorf("error %v is not ErrBadReply", err)
+					}
+					if !strings.Contains(err.Error(), f.want) {
+						t.Errorf("error %q does not mention %q", err, f.want)
+					}
+				})
 			}
-			if !strings.Contains(err.Error(), f.want) {
-				t.Errorf("error %q does not mention %q", err, f.want)
-			}
+			t.Run("a client with another genesis", func(t *testing.T) {
+				other := newBundleChecker(crypto.Hash([]byte("x")), tn.pubs, nil)
+				if _, err := other.verifyBundle(wf.contentType, good, req); !errors.Is(err, ErrBadReply) {
+					t.Fatalf("got %v", err)
+				}
+			})
+			t.Run("oversized", func(t *testing.T) {
+				huge := append(append([]byte(nil), good...), make([]byte, bundleBytesMax)...)
+				_, err := tn.checker(nil).verifyBundle(wf.contentType, huge, req)
+				if !errors.Is(err, ErrBadReply) || !strings.Contains(err.Error(), "at most") {
+					t.Fatalf("got %v", err)
+				}
+			})
 		})
 	}
-	t.Run("malformed JSON", func(t *testing.T) {
-		if _, err := verifyBundle([]byte(`{"executed":`), req, tn.pubs, tn.chain, nil); !errors.Is(err, ErrBadReply) {
-			t.Fatalf("got %v", err)
+}
+
+// Bodies that are not a well-formed bundle in the format the answer names are
+// refused before any check; CBOR must be the one canonical encoding.
+func TestDecodeBundleRefusesMalformed(t *testing.T) {
+	tn := newTestNet(t, 4)
+	req := pbft.SignRequest(crypto.NewSigner(tn.client, tn.chain), 1, []byte("cmd"))
+	b := tn.bundleFor(t, req, 0, 1)
+	good := codec.MustMarshal(b)
+	for _, ct := range []string{mediaCBOR, "Application/CBOR", mediaCBOR + "; charset=binary"} {
+		if _, err := decodeBundle(ct, good); err != nil {
+			t.Fatalf("the good bundle as %q: %v", ct, err)
 		}
-	})
-	t.Run("a client with another genesis", func(t *testing.T) {
-		if _, err := verifyBundle(good, req, tn.pubs, crypto.Hash([]byte("x")), nil); !errors.Is(err, ErrBadReply) {
-			t.Fatalf("got %v", err)
+	}
+	// A proof hash of 33 bytes: the decoder would keep 32 of them.
+	longHash := codec.MustMarshal(&struct {
+		EntrySeq    uint64   `cbor:"1,keyasint"`
+		Result      []byte   `cbor:"2,keyasint"`
+		ResultIndex uint64   `cbor:"3,keyasint"`
+		ResultCount uint64   `cbor:"4,keyasint"`
+		Proof       [][]byte `cbor:"5,keyasint"`
+		Executed    [][]byte `cbor:"6,keyasint"`
+	}{b.EntrySeq, b.Result, b.ResultIndex, b.ResultCount, [][]byte{append(b.Proof[0][:], 0), b.Proof[1][:]}, b.Executed})
+	if int(good[2]) >= 24 || good[1] != 0x01 {
+		t.Fatalf("bundle encoding %x does not start with key 1 and a small entry seq", good[:3])
+	}
+	// The entry seq (key 1) encoded in two bytes instead of one.
+	nonCanonical := append([]byte{good[0], 0x01, 0x18, good[2]}, good[3:]...)
+	cases := []struct {
+		name, contentType string
+		body              []byte
+	}{
+		{"truncated CBOR", mediaCBOR, good[:len(good)-1]},
+		{"trailing byte", mediaCBOR, append(append([]byte(nil), good...), 0)},
+		{"unknown field", mediaCBOR, codec.MustMarshal(map[int]uint64{1: 7, 9: 1})},
+		{"duplicate key", mediaCBOR, []byte{0xa2, 0x01, 0x07, 0x01, 0x07}},
+		{"non-canonical", mediaCBOR, nonCanonical},
+		{"proof hash of 33 bytes", mediaCBOR, longHash},
+		{"JSON said to be CBOR", mediaCBOR, mustJSON(t, b)},
+		{"CBOR said to be JSON", mediaJSON, good},
+		{"CBOR without a content type", "", good},
+		{"malformed JSON", mediaJSON, []byte(`{"executed":`)},
+		{"empty", mediaCBOR, nil},
+	}
+	for _, tc := range cases {
+		if _, err := decodeBundle(tc.contentType, tc.body); !errors.Is(err, ErrBadReply) || !strings.Contains(err.Error(), "malformed") {
+			t.Errorf("%s: got %v", tc.name, err)
 		}
-	})
+	}
 }
 
 // Every forgery makes the client move on to the next node and succeed there.
 func TestSubmitFailsOverFromLyingNode(t *testing.T) {
 	tn := newTestNet(t, 4)
-	for _, f := range forgeries() {
-		t.Run(f.name, func(t *testing.T) {
-			liar := newFakeNode(t, tn, func(req []byte) (int, []byte) {
-				b := tn.bundleFor(t, req, 0, 1)
-				f.mutate(t, tn, req, b)
-				return http.StatusOK, mustJSON(t, b)
+	for _, wf := range wireFormats() {
+		for _, f := range forgeries() {
+			t.Run(wf.name+"/"+f.name, func(t *testing.T) {
+				liar := newFakeNode(t, tn, wf.contentType, func(req []byte) (int, []byte) {
+					b := tn.bundleFor(t, req, 0, 1)
+					f.mutate(t, tn, req, b)
+					return http.StatusOK, wf.encode(t, b)
+				})
+				honest := newFakeNode(t, tn, wf.contentType, func(req []byte) (int, []byte) {
+					return http.StatusOK, wf.encode(t, tn.bundleFor(t, req, 1, 3))
+				})
+				r, err := tn.newClient(t, liar.srv.URL, honest.srv.URL).Submit(context.Background(), appendCmd())
+				if err != nil {
+					t.Fatalf("Submit: %v", err)
+				}
+				if r.Node != honest.srv.URL {
+					t.Errorf("reply from %s, want the honest node", r.Node)
+				}
+				if liar.hits.Load() != 1 || honest.hits.Load() != 1 {
+					t.Errorf("hits liar=%d honest=%d, want 1 each", liar.hits.Load(), honest.hits.Load())
+				}
+				// A retry carries the very same signed bytes.
+				if a, b := liar.received()[0], honest.received()[0]; !bytes.Equal(a, b) {
+					t.Error("the retry sent different bytes")
+				}
 			})
-			honest := newFakeNode(t, tn, func(req []byte) (int, []byte) {
-				return http.StatusOK, mustJSON(t, tn.bundleFor(t, req, 1, 3))
-			})
-			r, err := tn.newClient(t, liar.srv.URL, honest.srv.URL).Submit(context.Background(), appendCmd())
-			if err != nil {
-				t.Fatalf("Submit: %v", err)
-			}
-			if r.Node != honest.srv.URL {
-				t.Errorf("reply from %s, want the honest node", r.Node)
-			}
-			if liar.hits.Load() != 1 || honest.hits.Load() != 1 {
-				t.Errorf("hits liar=%d honest=%d, want 1 each", liar.hits.Load(), honest.hits.Load())
-			}
-			// A retry carries the very same signed bytes.
-			if a, b := liar.received()[0], honest.received()[0]; !bytes.Equal(a, b) {
-				t.Error("the retry sent different bytes")
-			}
-		})
+		}
+	}
+}
+
+// An answer above bundleBytesMax is not read to its end: the client moves on.
+func TestSubmitFailsOverFromOversizedBundle(t *testing.T) {
+	tn := newTestNet(t, 4)
+	liar := newFakeNode(t, tn, mediaCBOR, func(req []byte) (int, []byte) {
+		return http.StatusOK, append(codec.MustMarshal(tn.bundleFor(t, req, 0, 1)), make([]byte, bundleBytesMax)...)
+	})
+	honest := newFakeNode(t, tn, mediaCBOR, func(req []byte) (int, []byte) {
+		return http.StatusOK, codec.MustMarshal(tn.bundleFor(t, req, 1, 3))
+	})
+	r, err := tn.newClient(t, liar.srv.URL, honest.srv.URL).Submit(context.Background(), appendCmd())
+	if err != nil {
+		t.Fatalf("Submit: %v", err)
+	}
+	if r.Node != honest.srv.URL || liar.hits.Load() != 1 {
+		t.Errorf("reply from %s after %d tries of the liar, want the honest node after 1", r.Node, liar.hits.Load())
 	}
 }
 
@@ -466,13 +580,13 @@ func TestSubmitFailsOverOnUnavailableNodes(t *testing.T) {
 	dead := httptest.NewServer(http.NotFoundHandler())
 	deadURL := dead.URL
 	dead.Close()
-	busy := newFakeNode(t, tn, func([]byte) (int, []byte) {
+	busy := newFakeNode(t, tn, mediaJSON, func([]byte) (int, []byte) {
 		return http.StatusTooManyRequests, []byte(`{"error":"slow down","code":"busy"}`)
 	})
-	noQuorum := newFakeNode(t, tn, func([]byte) (int, []byte) {
+	noQuorum := newFakeNode(t, tn, mediaJSON, func([]byte) (int, []byte) {
 		return http.StatusServiceUnavailable, []byte(`{"error":"waited 10s","code":"timeout"}`)
 	})
-	honest := newFakeNode(t, tn, func(req []byte) (int, []byte) {
+	honest := newFakeNode(t, tn, mediaJSON, func(req []byte) (int, []byte) {
 		return http.StatusOK, mustJSON(t, tn.bundleFor(t, req, 0, 3))
 	})
 	c := tn.newClient(t, deadURL, busy.srv.URL, noQuorum.srv.URL, honest.srv.URL)
@@ -501,10 +615,10 @@ func TestSubmitFailsOverOnUnavailableNodes(t *testing.T) {
 
 func TestSubmitSurfacesRefusal(t *testing.T) {
 	tn := newTestNet(t, 4)
-	refusing := newFakeNode(t, tn, func([]byte) (int, []byte) {
+	refusing := newFakeNode(t, tn, mediaJSON, func([]byte) (int, []byte) {
 		return http.StatusForbidden, []byte(`{"error":"client key is not admitted","code":"not_admitted"}`)
 	})
-	other := newFakeNode(t, tn, func(req []byte) (int, []byte) {
+	other := newFakeNode(t, tn, mediaJSON, func(req []byte) (int, []byte) {
 		return http.StatusOK, mustJSON(t, tn.bundleFor(t, req, 0, 1))
 	})
 	_, err := tn.newClient(t, refusing.srv.URL, other.srv.URL).Submit(context.Background(), appendCmd())
@@ -525,7 +639,7 @@ func TestSubmitSurfacesRefusal(t *testing.T) {
 
 func TestSubmitConflictWithoutBundleIsRefusal(t *testing.T) {
 	tn := newTestNet(t, 4)
-	node := newFakeNode(t, tn, func([]byte) (int, []byte) {
+	node := newFakeNode(t, tn, mediaJSON, func([]byte) (int, []byte) {
 		return http.StatusConflict, []byte(`{"error":"stream \"x\" is at version 3","code":"wrong_expected_version"}`)
 	})
 	_, err := tn.newClient(t, node.srv.URL).Submit(context.Background(), appendCmd())
@@ -536,13 +650,15 @@ func TestSubmitConflictWithoutBundleIsRefusal(t *testing.T) {
 }
 
 func TestSubmitConflictWithBundleIsVerified(t *testing.T) {
-	tn := newTestNet(t, 4)
-	node := newFakeNode(t, tn, func(req []byte) (int, []byte) {
-		return http.StatusConflict, mustJSON(t, tn.bundleFor(t, req, 0, 1))
-	})
-	r, err := tn.newClient(t, node.srv.URL).Submit(context.Background(), appendCmd())
-	if err != nil || r.Replies != 2 {
-		t.Fatalf("got %+v, %v", r, err)
+	for _, wf := range wireFormats() {
+		tn := newTestNet(t, 4)
+		node := newFakeNode(t, tn, wf.contentType, func(req []byte) (int, []byte) {
+			return http.StatusConflict, wf.encode(t, tn.bundleFor(t, req, 0, 1))
+		})
+		r, err := tn.newClient(t, node.srv.URL).Submit(context.Background(), appendCmd())
+		if err != nil || r.Replies != 2 {
+			t.Fatalf("%s: got %+v, %v", wf.name, r, err)
+		}
 	}
 }
 
@@ -551,7 +667,7 @@ func TestSubmitGivesUpAfterBoundedRounds(t *testing.T) {
 	var nodes []*fakeNode
 	var urls []string
 	for i := 0; i < 2; i++ {
-		n := newFakeNode(t, tn, func([]byte) (int, []byte) {
+		n := newFakeNode(t, tn, mediaJSON, func([]byte) (int, []byte) {
 			return http.StatusServiceUnavailable, []byte(`{"error":"no quorum reachable","code":"no_quorum"}`)
 		})
 		nodes = append(nodes, n)
@@ -574,7 +690,7 @@ func TestSubmitGivesUpAfterBoundedRounds(t *testing.T) {
 func TestSubmitStopsWhenContextEnds(t *testing.T) {
 	tn := newTestNet(t, 4)
 	release := make(chan struct{})
-	node := newFakeNode(t, tn, func([]byte) (int, []byte) {
+	node := newFakeNode(t, tn, mediaJSON, func([]byte) (int, []byte) {
 		<-release
 		return http.StatusServiceUnavailable, nil
 	})
@@ -589,7 +705,7 @@ func TestSubmitStopsWhenContextEnds(t *testing.T) {
 
 func TestSubmitRefusesOversizedRequestLocally(t *testing.T) {
 	tn := newTestNet(t, 4)
-	node := newFakeNode(t, tn, func([]byte) (int, []byte) { return http.StatusOK, nil })
+	node := newFakeNode(t, tn, mediaJSON, func([]byte) (int, []byte) { return http.StatusOK, nil })
 	cmd := appendCmd()
 	cmd.Append.Events[0].Data = bytes.Repeat([]byte("a"), DefaultRequestBytesMax)
 	_, err := tn.newClient(t, node.srv.URL).Submit(context.Background(), cmd)
@@ -669,66 +785,79 @@ func TestNextSeqIsStrictlyIncreasing(t *testing.T) {
 }
 
 // A shared statement cache skips only signatures it saw verify, under the
-// same chain and validator key: with a warm cache every forgery is still
+// same chain and validator keys: with a warm cache every forgery is still
 // refused, and so is the good bundle under another chain.
 func TestVerifyBundleWithSharedStatementCache(t *testing.T) {
-	tn := newTestNet(t, 4)
-	req := pbft.SignRequest(crypto.NewSigner(tn.client, tn.chain), 1, []byte("cmd"))
-	cache := NewStatementCache()
-	good := mustJSON(t, tn.bundleFor(t, req, 0, 1))
-	if _, err := verifyBundle(good, req, tn.pubs, tn.chain, cache); err != nil {
-		t.Fatalf("the unmodified bundle fails: %v", err)
-	}
-	if len(cache.m) != 2 {
-		t.Fatalf("cache holds %d statements after one bundle of 2, want 2", len(cache.m))
-	}
-	if _, err := verifyBundle(good, req, tn.pubs, tn.chain, cache); err != nil || len(cache.m) != 2 {
-		t.Fatalf("second verification: %v, cache %d", err, len(cache.m))
-	}
-	for _, f := range forgeries() {
-		t.Run(f.name, func(t *testing.T) {
+	for _, wf := range wireFormats() {
+		t.Run(wf.name, func(t *testing.T) {
+			tn := newTestNet(t, 4)
+			req := pbft.SignRequest(crypto.NewSigner(tn.client, tn.chain), 1, []byte("cmd"))
+			cache := NewStatementCache()
+			checker := tn.checker(cache)
+			good := wf.encode(t, tn.bundleFor(t, req, 0, 1))
+			if _, err := checker.verifyBundle(wf.contentType, good, req); err != nil {
+				t.Fatalf("the unmodified bundle fails: %v", err)
+			}
+			if len(cache.m) != 2 {
+				t.Fatalf("cache holds %d statements after one bundle of 2, want 2", len(cache.m))
+			}
+			if _, err := checker.verifyBundle(wf.contentType, good, req); err != nil || len(cache.m) != 2 {
+				t.Fatalf("second verification: %v, cache %d", err, len(cache.m))
+			}
+			for _, f := range forgeries() {
+				t.Run(f.name, func(t *testing.T) {
+					b := tn.bundleFor(t, req, 0, 1)
+					f.mutate(t, tn, req, b)
+					if _, err := checker.verifyBundle(wf.contentType, wf.encode(t, b), req); !errors.Is(err, ErrBadReply) {
+						t.Fatalf("forged bundle with a warm cache: %v", err)
+					}
+				})
+			}
+			if _, err := newBundleChecker(crypto.Hash([]byte("x")), tn.pubs, cache).verifyBundle(wf.contentType, good, req); !errors.Is(err, ErrBadReply) {
+				t.Fatalf("another chain with a warm cache: %v", err)
+			}
+			// Another validator set under the same chain is not vouched for.
+			others := append([]crypto.PublicKey(nil), tn.pubs...)
+			others[3] = seededKey(t, 99).Public()
+			before := len(cache.m)
+			if _, err := newBundleChecker(tn.chain, others, cache).verifyBundle(wf.contentType, good, req); err != nil {
+				t.Fatalf("good bundle under a set that still holds its signers: %v", err)
+			}
+			if n := len(cache.m); n != before+2 {
+				t.Fatalf("cache grew from %d to %d statements, want 2 more (another set)", before, n)
+			}
+			// The same keys in another order are another set: replica 0's
+			// statement would name another key.
+			swapped := append([]crypto.PublicKey(nil), tn.pubs...)
+			swapped[0], swapped[1] = swapped[1], swapped[0]
+			if _, err := newBundleChecker(tn.chain, swapped, cache).verifyBundle(wf.contentType, good, req); !errors.Is(err, ErrBadReply) {
+				t.Fatalf("good bundle under the keys in another order, with a warm cache: %v", err)
+			}
+			// The cache is what vouches: a statement put in by hand is not checked.
 			b := tn.bundleFor(t, req, 0, 1)
-			f.mutate(t, tn, req, b)
-			if _, err := verifyBundle(mustJSON(t, b), req, tn.pubs, tn.chain, cache); !errors.Is(err, ErrBadReply) {
-				t.Fatalf("forged bundle with a warm cache: %v", err)
+			env, err := pbft.DecodeEnvelope(b.Executed[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			env.Sig[0] ^= 1
+			b.Executed[1] = codec.MustMarshal(env)
+			m, err := env.Open(len(tn.pubs))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cache.add(checker.set, b.Executed[1], m.Executed)
+			if _, err := checker.verifyBundle(wf.contentType, wf.encode(t, b), req); err != nil {
+				t.Fatalf("a cached statement was checked again: %v", err)
 			}
 		})
-	}
-	if _, err := verifyBundle(good, req, tn.pubs, crypto.Hash([]byte("x")), cache); !errors.Is(err, ErrBadReply) {
-		t.Fatalf("another chain with a warm cache: %v", err)
-	}
-	// Another validator set under the same chain is not vouched for.
-	others := append([]crypto.PublicKey(nil), tn.pubs...)
-	others[3] = seededKey(t, 99).Public()
-	before := len(cache.m)
-	if _, err := verifyBundle(good, req, others, tn.chain, cache); err != nil {
-		t.Fatalf("good bundle under a set that still holds its signers: %v", err)
-	}
-	if n := len(cache.m); n != before+2 {
-		t.Fatalf("cache grew from %d to %d statements, want 2 more (another set)", before, n)
-	}
-	// The cache is what vouches: a statement put in by hand is not checked.
-	b := tn.bundleFor(t, req, 0, 1)
-	env, err := pbft.DecodeEnvelope(b.Executed[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	env.Sig[0] ^= 1
-	b.Executed[1] = codec.MustMarshal(env)
-	m, err := env.Open(len(tn.pubs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cache.add(statementKey(tn.chain, tn.pubs, b.Executed[1]), m.Executed)
-	if _, err := verifyBundle(mustJSON(t, b), req, tn.pubs, tn.chain, cache); err != nil {
-		t.Fatalf("a cached statement was checked again: %v", err)
 	}
 }
 
 func TestStatementCacheIsBounded(t *testing.T) {
 	c := NewStatementCache()
+	set := crypto.Hash([]byte("set"))
 	for i := 0; i < StatementsMax+10; i++ {
-		c.add(crypto.Hash([]byte(strconv.Itoa(i))), &pbft.Executed{Seq: uint64(i)})
+		c.add(set, []byte(strconv.Itoa(i)), &pbft.Executed{Seq: uint64(i)})
 		if len(c.m) > StatementsMax {
 			t.Fatalf("cache holds %d, bound %d", len(c.m), StatementsMax)
 		}
@@ -741,7 +870,7 @@ func TestSubmitResubmitsBatchFull(t *testing.T) {
 	tn := newTestNet(t, 4)
 	for _, fulls := range []int{2, batchFullResubmitsMax + 1} {
 		var answered atomic.Int64
-		node := newFakeNode(t, tn, func(req []byte) (int, []byte) {
+		node := newFakeNode(t, tn, mediaJSON, func(req []byte) (int, []byte) {
 			if answered.Add(1) <= int64(fulls) {
 				full := ledger.Result{Code: ledger.CodeBatchFull, Message: "no room", StreamVersion: -1}
 				return http.StatusOK, mustJSON(t, tn.bundleWith(t, req, full, 0, 1))

@@ -14,40 +14,42 @@ const StatementsMax = 4096
 // signatures verified. Every request of a batch is answered with the same f+1
 // statements, so clients that share a cache decode and check each
 // validator's statement once per batch instead of once per request. An entry
-// is keyed by the digest of the chain, the validator set and the statement's
-// exact bytes, so a cache only vouches for what it saw verify under the same
-// keys. When full it is emptied. Safe for concurrent use.
+// is keyed by the digest of the chain and the validator set it verified
+// under, and by the statement's exact bytes, so a cache only vouches for what
+// it saw verify under the same keys. When full it is emptied; a verified
+// statement is under 200 bytes, so a full cache holds about 1 MB. Safe for
+// concurrent use.
 type StatementCache struct {
 	mu sync.Mutex
-	m  map[crypto.Digest]*pbft.Executed
+	m  map[statementKey]*pbft.Executed
+}
+
+// statementKey names a verified statement: the digest of the chain and
+// validator keys it verified under (bundleChecker.set) and its bytes. A
+// lookup compares the bytes themselves, so it costs no hashing beyond the
+// map's own.
+type statementKey struct {
+	set crypto.Digest
+	raw string
 }
 
 // NewStatementCache returns an empty cache.
 func NewStatementCache() *StatementCache {
-	return &StatementCache{m: make(map[crypto.Digest]*pbft.Executed)}
+	return &StatementCache{m: make(map[statementKey]*pbft.Executed)}
 }
 
-func statementKey(chain crypto.Digest, validators []crypto.PublicKey, raw []byte) crypto.Digest {
-	parts := make([][]byte, 0, len(validators)+2)
-	parts = append(parts, chain[:])
-	for i := range validators {
-		parts = append(parts, validators[i][:])
-	}
-	return crypto.Hash(append(parts, raw)...)
-}
-
-// get returns the statement cached under d, or nil. The statement is shared:
-// read-only.
-func (s *StatementCache) get(d crypto.Digest) *pbft.Executed {
+// get returns the statement raw verified as under set, or nil. The statement
+// is shared: read-only.
+func (s *StatementCache) get(set crypto.Digest, raw []byte) *pbft.Executed {
 	if s == nil {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.m[d]
+	return s.m[statementKey{set: set, raw: string(raw)}]
 }
 
-func (s *StatementCache) add(d crypto.Digest, ex *pbft.Executed) {
+func (s *StatementCache) add(set crypto.Digest, raw []byte, ex *pbft.Executed) {
 	if s == nil {
 		return
 	}
@@ -56,5 +58,5 @@ func (s *StatementCache) add(d crypto.Digest, ex *pbft.Executed) {
 	if len(s.m) >= StatementsMax {
 		clear(s.m)
 	}
-	s.m[d] = ex
+	s.m[statementKey{set: set, raw: string(raw)}] = ex
 }

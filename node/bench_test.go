@@ -1,8 +1,10 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -10,7 +12,10 @@ import (
 	"time"
 
 	"github.com/ordoledger/ordo/client"
+	"github.com/ordoledger/ordo/codec"
+	"github.com/ordoledger/ordo/crypto"
 	"github.com/ordoledger/ordo/ledger"
+	"github.com/ordoledger/ordo/pbft"
 )
 
 // BenchmarkClusterAppend drives a 4-validator in-process cluster (real libp2p
@@ -69,6 +74,41 @@ func BenchmarkClusterAppend(b *testing.B) {
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
 			entries, _ := c.nodes[0].store.Applied()
 			b.ReportMetric(float64(c.nodes[0].store.LastPosition())/float64(entries), "events/entry")
+		})
+	}
+}
+
+// BenchmarkWriteBundle is a gateway's answer to one submit under ordo bench
+// (one of 21 results, two EXECUTED statements), as JSON and as CBOR.
+func BenchmarkWriteBundle(b *testing.B) {
+	const batch = 21
+	leaves := make([][]byte, batch)
+	for i := range leaves {
+		leaves[i] = codec.MustMarshal(&ledger.Result{RequestHash: crypto.Hash([]byte{byte(i)}), Code: ledger.CodeOK, Positions: []uint64{uint64(1000 + i)}, StreamVersion: 1, EntrySeq: 7})
+	}
+	proof, err := crypto.InclusionProof(leaves, batch/2)
+	if err != nil {
+		b.Fatal(err)
+	}
+	k, err := crypto.NewKeyFromSeed(bytes.Repeat([]byte{1}, crypto.SeedSize))
+	if err != nil {
+		b.Fatal(err)
+	}
+	signer := crypto.NewSigner(k, crypto.Hash([]byte("bench")))
+	root := crypto.MerkleRoot(leaves)
+	bundle := &pbft.ReplyBundle{EntrySeq: 7, Result: leaves[batch/2], ResultIndex: batch / 2, ResultCount: batch, Proof: proof}
+	for r := uint32(0); r < 2; r++ {
+		env := pbft.Seal(signer, pbft.KindExecuted, &pbft.Executed{Seq: 7, ResultsRoot: root, EntryHash: root, Replica: r})
+		bundle.Executed = append(bundle.Executed, codec.MustMarshal(env))
+	}
+	for _, accept := range []string{mediaJSON, mediaCBOR} {
+		b.Run(accept[len("application/"):], func(b *testing.B) {
+			req := submitWith(accept)
+			b.ReportAllocs()
+			for range b.N {
+				w := httptest.NewRecorder()
+				writeBundle(w, req, bundle)
+			}
 		})
 	}
 }

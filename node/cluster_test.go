@@ -328,6 +328,88 @@ func TestSubmitRefusesBadInput(t *testing.T) {
 	}
 }
 
+// A submit with Accept: application/cbor is answered with the canonical CBOR
+// of the reply bundle, which verifies against the genesis keys alone; one
+// without it gets the JSON answer of before.
+func TestSubmitAnswersCBORWhenAsked(t *testing.T) {
+	c := newTestCluster(t, 4)
+	chain := c.genesis.Hash()
+	signer := crypto.NewSigner(c.client, chain)
+	post := func(req []byte, accept string) (*http.Response, []byte) {
+		t.Helper()
+		hr, err := http.NewRequest(http.MethodPost, c.url(2)+"/v1/requests", bytes.NewReader(req))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hr.Header.Set("Content-Type", mediaCBOR)
+		if accept != "" {
+			hr.Header.Set("Accept", accept)
+		}
+		resp, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("Accept %q: %d %s", accept, resp.StatusCode, body)
+		}
+		return resp, body
+	}
+
+	asJSON := pbft.SignRequest(signer, 1, codec.MustMarshal(appendCmd("negotiate", 0)))
+	resp, body := post(asJSON, "")
+	var j struct {
+		pbft.ReplyBundle
+		Result ResultJSON `json:"result"`
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != mediaJSON {
+		t.Fatalf("no Accept: Content-Type %q", ct)
+	}
+	if err := json.Unmarshal(body, &j); err != nil || j.Result.Code != ledger.CodeOK || len(j.Executed) < 2 {
+		t.Fatalf("no Accept: %v, %s", err, body)
+	}
+
+	asCBOR := pbft.SignRequest(signer, 2, codec.MustMarshal(appendCmd("negotiate", 1)))
+	resp, body = post(asCBOR, mediaCBOR)
+	if ct := resp.Header.Get("Content-Type"); ct != mediaCBOR {
+		t.Fatalf("Accept %s: Content-Type %q", mediaCBOR, ct)
+	}
+	b, err := codec.Canonical[pbft.ReplyBundle](body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := codec.Canonical[ledger.Result](b.Result)
+	if err != nil || res.RequestHash != crypto.Hash(asCBOR) || res.Code != ledger.CodeOK {
+		t.Fatalf("result %+v, %v", res, err)
+	}
+	keys := c.genesis.Keys()
+	signed := map[uint32]bool{}
+	for _, raw := range b.Executed {
+		env, err := pbft.DecodeEnvelope(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := env.Open(len(keys))
+		if err != nil || m.Executed == nil || !m.VerifySignature(keys, chain) {
+			t.Fatalf("EXECUTED statement: %v", err)
+		}
+		if m.Executed.Seq != b.EntrySeq {
+			t.Fatalf("statement for seq %d in a bundle for %d", m.Executed.Seq, b.EntrySeq)
+		}
+		if err := crypto.VerifyInclusion(b.Result, b.ResultIndex, b.ResultCount, b.Proof, m.Executed.ResultsRoot); err != nil {
+			t.Fatalf("replica %d: %v", m.Executed.Replica, err)
+		}
+		signed[m.Executed.Replica] = true
+	}
+	if len(signed) < pbft.MaxFaulty(len(keys))+1 {
+		t.Fatalf("%d distinct replicas vouch for the result", len(signed))
+	}
+}
+
 func TestReadYourWritesThroughProjections(t *testing.T) {
 	c := newTestCluster(t, 4)
 	cl := c.newClient(1)

@@ -145,20 +145,9 @@ func (n *Node) announce(a appliedBatch) {
 	}
 }
 
-// Bundle is what a client gets back: its result, the Merkle path to the
-// batch's results root, and f+1 signed EXECUTED messages for that root.
-type Bundle struct {
-	EntrySeq uint64
-	Result   []byte
-	Index    int
-	Count    int
-	Proof    []crypto.Digest
-	Executed [][]byte
-}
-
 type waiter struct {
 	hash crypto.Digest
-	ch   chan *Bundle
+	ch   chan *pbft.ReplyBundle
 }
 
 type localResult struct {
@@ -197,7 +186,7 @@ func newReplyTracker(need int, self uint32) *replyTracker {
 }
 
 func (t *replyTracker) register(h crypto.Digest) *waiter {
-	w := &waiter{hash: h, ch: make(chan *Bundle, 1)}
+	w := &waiter{hash: h, ch: make(chan *pbft.ReplyBundle, 1)}
 	t.mu.Lock()
 	t.waiters[h] = append(t.waiters[h], w)
 	t.mu.Unlock()
@@ -289,13 +278,13 @@ func (t *replyTracker) complete(seq uint64, sr *seqReplies) {
 		if err != nil {
 			panic("node: result index outside its own batch: " + err.Error())
 		}
-		p.w.ch <- &Bundle{
-			EntrySeq: seq,
-			Result:   sr.local.results[p.index],
-			Index:    p.index,
-			Count:    len(sr.local.results),
-			Proof:    proof,
-			Executed: envs,
+		p.w.ch <- &pbft.ReplyBundle{
+			EntrySeq:    seq,
+			Result:      sr.local.results[p.index],
+			ResultIndex: uint64(p.index),
+			ResultCount: uint64(len(sr.local.results)),
+			Proof:       proof,
+			Executed:    envs,
 		}
 	}
 	sr.waiting = nil

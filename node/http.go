@@ -57,7 +57,7 @@ type apiError struct {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Type", mediaJSON)
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.Encode(v)
@@ -97,12 +97,15 @@ func resultJSON(r *ledger.Result) ResultJSON {
 	return out
 }
 
+// bundleJSON is the JSON answer of a submit: the fields of pbft.ReplyBundle
+// under its json names, with the result also rendered for humans (never
+// evidence: clients check result_b64).
 type bundleJSON struct {
 	EntrySeq    uint64     `json:"entry_seq"`
 	Result      ResultJSON `json:"result"`
 	ResultB64   string     `json:"result_b64"`
-	ResultIndex int        `json:"result_index"`
-	ResultCount int        `json:"result_count"`
+	ResultIndex uint64     `json:"result_index"`
+	ResultCount uint64     `json:"result_count"`
 	Proof       []string   `json:"proof"`
 	Executed    []string   `json:"executed"`
 }
@@ -208,7 +211,7 @@ func (n *Node) submitHTTP(w http.ResponseWriter, r *http.Request) (code string, 
 			n.host.Broadcast(frame)
 			n.metrics.forwards.WithLabelValues("all").Inc()
 		case b := <-wt.ch:
-			return writeBundle(w, b)
+			return writeBundle(w, r, b)
 		case <-ctx.Done():
 			return "timeout", http.StatusServiceUnavailable, fmt.Sprintf("no reply from f+1 replicas within %v; the request may still commit, retry it unchanged", replyTimeout)
 		}
@@ -224,15 +227,60 @@ func (n *Node) forwardAllAfter() time.Duration {
 	return min(time.Duration(n.genesis.Params.ViewChangeTimeoutMs)*time.Millisecond/4, forwardAllAfterMax)
 }
 
-// writeBundle writes the 200 answer for a request's reply bundle.
-func writeBundle(w http.ResponseWriter, b *Bundle) (code string, status int, msg string) {
-	res, err := codec.Canonical[ledger.Result](b.Result)
-	if err != nil {
+// Media types of a submit's answer.
+const (
+	mediaJSON = "application/json"
+	mediaCBOR = "application/cbor"
+)
+
+// acceptsCBOR reports whether the request's Accept header lists
+// application/cbor with a quality above zero. The Go client asks for it; curl
+// and clients of older builds do not, and get JSON.
+func acceptsCBOR(r *http.Request) bool {
+	for _, field := range r.Header.Values("Accept") {
+		for part := range strings.SplitSeq(field, ",") {
+			mt, params, _ := strings.Cut(part, ";")
+			if strings.EqualFold(strings.TrimSpace(mt), mediaCBOR) && !qualityZero(params) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// qualityZero reports whether the parameters of one media range of an Accept
+// header (what follows its first ';') refuse it: q=0, or a q that does not
+// parse.
+func qualityZero(params string) bool {
+	for p := range strings.SplitSeq(params, ";") {
+		k, v, _ := strings.Cut(p, "=")
+		if strings.EqualFold(strings.TrimSpace(k), "q") {
+			q, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return err != nil || q <= 0
+		}
+	}
+	return false
+}
+
+// writeBundle writes the 200 answer for a request's reply bundle: the
+// canonical CBOR of b if the client asked for it, otherwise JSON with the
+// result also rendered for humans.
+func writeBundle(w http.ResponseWriter, r *http.Request, b *pbft.ReplyBundle) (code string, status int, msg string) {
+	var res ledger.Result
+	if err := codec.Unmarshal(b.Result, &res); err != nil {
 		panic("node: our own result does not decode: " + err.Error())
+	}
+	if acceptsCBOR(r) {
+		body := codec.MustMarshal(b)
+		w.Header().Set("Content-Type", mediaCBOR)
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(body)
+		return res.Code, http.StatusOK, ""
 	}
 	out := bundleJSON{
 		EntrySeq: b.EntrySeq, Result: resultJSON(&res), ResultB64: base64.StdEncoding.EncodeToString(b.Result),
-		ResultIndex: b.Index, ResultCount: b.Count, Proof: make([]string, len(b.Proof)), Executed: make([]string, len(b.Executed)),
+		ResultIndex: b.ResultIndex, ResultCount: b.ResultCount, Proof: make([]string, len(b.Proof)), Executed: make([]string, len(b.Executed)),
 	}
 	for i, p := range b.Proof {
 		out.Proof[i] = p.String()

@@ -44,7 +44,7 @@ func TestReplyTracker(t *testing.T) {
 	if b.EntrySeq != 1 || len(b.Executed) != 2 || !bytes.Equal(b.Result, results[0]) {
 		t.Fatalf("bundle %+v", b)
 	}
-	if err := crypto.VerifyInclusion(b.Result, uint64(b.Index), uint64(b.Count), b.Proof, root); err != nil {
+	if err := crypto.VerifyInclusion(b.Result, b.ResultIndex, b.ResultCount, b.Proof, root); err != nil {
 		t.Fatal(err)
 	}
 

@@ -106,6 +106,22 @@ type Executed struct {
 	Replica     uint32        `cbor:"4,keyasint"`
 }
 
+// ReplyBundle is a gateway's answer to one client request: the request's
+// encoded result (a leaf of the batch's results tree), its RFC 6962 audit
+// path, and the encoded EXECUTED envelopes of the replicas whose results root
+// matches the gateway's. It is signed by nobody: a client trusts only the f+1
+// EXECUTED signatures in it and checks everything else against them. The node
+// encodes it as canonical CBOR for clients that ask for application/cbor;
+// the json names are those of the JSON answer, which carries the same fields.
+type ReplyBundle struct {
+	EntrySeq    uint64          `cbor:"1,keyasint" json:"entry_seq"`    // the entry the EXECUTED statements are for
+	Result      []byte          `cbor:"2,keyasint" json:"result_b64"`   // the encoded ledger.Result
+	ResultIndex uint64          `cbor:"3,keyasint" json:"result_index"` // its leaf index
+	ResultCount uint64          `cbor:"4,keyasint" json:"result_count"` // the leaves in the tree
+	Proof       []crypto.Digest `cbor:"5,keyasint" json:"proof"`        // audit path, leaf to root
+	Executed    [][]byte        `cbor:"6,keyasint" json:"executed"`     // encoded Envelopes of kind EXECUTED
+}
+
 // Checkpoint states that executing every batch up to Seq left this replica's
 // state with StateDigest (the node decides what the digest covers: the log
 // head hash and the replicated state). 2f+1 matching Checkpoints from distinct
