@@ -54,25 +54,42 @@ type reservation struct {
 }
 
 // accountRow is a row of the balances projection, keyed by account id.
-// Balance is derived (credits posted minus debits posted) and may be
-// negative or beyond int64, so it is rendered as a JSON integer by hand.
+// Its balance (credits posted minus debits posted) is derived when the row
+// is written; it may be negative or beyond int64, so it is rendered as a
+// JSON integer by hand.
 type accountRow struct {
-	Account        string      `json:"account"`
-	Code           uint64      `json:"code"`
-	DebitsPosted   uint64      `json:"debits_posted"`
-	CreditsPosted  uint64      `json:"credits_posted"`
-	DebitsPending  uint64      `json:"debits_pending"`
-	CreditsPending uint64      `json:"credits_pending"`
-	Balance        json.Number `json:"balance"`
-	LastTransfer   string      `json:"last_transfer"`
+	Account        string `json:"account"`
+	Code           uint64 `json:"code"`
+	DebitsPosted   uint64 `json:"debits_posted"`
+	CreditsPosted  uint64 `json:"credits_posted"`
+	DebitsPending  uint64 `json:"debits_pending"`
+	CreditsPending uint64 `json:"credits_pending"`
+	LastTransfer   string `json:"last_transfer"`
 }
 
-func (a *accountRow) setBalance() {
+func (a *accountRow) appendJSON(b []byte) []byte {
+	b = append(b, `{"account":`...)
+	b = appendJSONString(b, a.Account)
+	b = append(b, `,"code":`...)
+	b = strconv.AppendUint(b, a.Code, 10)
+	b = append(b, `,"debits_posted":`...)
+	b = strconv.AppendUint(b, a.DebitsPosted, 10)
+	b = append(b, `,"credits_posted":`...)
+	b = strconv.AppendUint(b, a.CreditsPosted, 10)
+	b = append(b, `,"debits_pending":`...)
+	b = strconv.AppendUint(b, a.DebitsPending, 10)
+	b = append(b, `,"credits_pending":`...)
+	b = strconv.AppendUint(b, a.CreditsPending, 10)
+	b = append(b, `,"balance":`...)
 	if a.CreditsPosted >= a.DebitsPosted {
-		a.Balance = json.Number(strconv.FormatUint(a.CreditsPosted-a.DebitsPosted, 10))
+		b = strconv.AppendUint(b, a.CreditsPosted-a.DebitsPosted, 10)
 	} else {
-		a.Balance = json.Number("-" + strconv.FormatUint(a.DebitsPosted-a.CreditsPosted, 10))
+		b = append(b, '-')
+		b = strconv.AppendUint(b, a.DebitsPosted-a.CreditsPosted, 10)
 	}
+	b = append(b, `,"last_transfer":`...)
+	b = appendJSONString(b, a.LastTransfer)
+	return append(b, '}')
 }
 
 var errOverflow = errors.New("amount arithmetic overflows 64 bits")
@@ -147,36 +164,29 @@ func applyAccountCreated(t Tx, ev *eventlog.Event) error {
 	if d.ID == "" || ev.Stream != accountStreamPrefix+d.ID {
 		return fmt.Errorf("account %q on stream %q", d.ID, ev.Stream)
 	}
-	if _, found, err := t.Get(d.ID); err != nil {
+	row, found, err := loadRow[accountRow](t, d.ID)
+	if err != nil {
 		return err
-	} else if found {
+	}
+	if found {
 		return fmt.Errorf("account %q created twice", d.ID)
 	}
-	row := accountRow{Account: d.ID, Code: d.Code}
-	return putAccount(t, &row)
+	*row = accountRow{Account: d.ID, Code: d.Code}
+	return keepRow(t, row.Account, row)
 }
 
 func loadAccount(t Tx, id string) (*accountRow, error) {
 	if id == "" {
 		return nil, errors.New("empty account id")
 	}
-	var row accountRow
-	b, found, err := t.Get(id)
+	row, found, err := loadRow[accountRow](t, id)
 	if err != nil {
 		return nil, err
 	}
 	if !found {
 		return nil, fmt.Errorf("account %q does not exist", id)
 	}
-	if err := json.Unmarshal(b, &row); err != nil {
-		return nil, fmt.Errorf("stored account %q: %w", id, err)
-	}
-	return &row, nil
-}
-
-func putAccount(t Tx, row *accountRow) error {
-	row.setBalance()
-	return setRow(t, row.Account, row)
+	return row, nil
 }
 
 // loadPair loads a transfer's two accounts. When they are one account, both
@@ -197,13 +207,13 @@ func loadPair(t Tx, debit, credit string) (*accountRow, *accountRow, error) {
 }
 
 func putPair(t Tx, d, c *accountRow) error {
-	if err := putAccount(t, d); err != nil {
+	if err := keepRow(t, d.Account, d); err != nil {
 		return err
 	}
 	if c == d {
 		return nil
 	}
-	return putAccount(t, c)
+	return keepRow(t, c.Account, c)
 }
 
 func applyTransferCreated(t Tx, ev *eventlog.Event) error {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/ordoledger/ordo/eventlog"
 )
@@ -115,4 +116,117 @@ func BenchmarkApply(b *testing.B) {
 			b.ReportMetric(float64(benchEvents*b.N)/b.Elapsed().Seconds(), "events/s")
 		})
 	}
+}
+
+// The shape of `ordo bench` as a node's projections see it: every client
+// appends single events to a stream of its own, and a committed batch holds
+// about benchBatchEvents events of one type.
+const (
+	benchClients     = 64
+	benchBatchEvents = 22
+	benchPayload     = `{"n":0,"pad":"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"}`
+)
+
+// benchFeed makes the events `ordo bench` appends: stream i%benchClients
+// gets event i, benchBatchEvents events share an entry.
+type benchFeed struct {
+	next     uint64
+	versions [benchClients]uint64
+}
+
+func (f *benchFeed) batch(n int) []eventlog.Event {
+	evs := make([]eventlog.Event, n)
+	for i := range evs {
+		f.next++
+		c := f.next % benchClients
+		seq := 1 + (f.next-1)/benchBatchEvents
+		evs[i] = eventlog.Event{
+			Position: f.next, Stream: fmt.Sprintf("bench-run-%d", c), Version: f.versions[c],
+			Type: "bench", ContentType: contentJSON, Data: []byte(benchPayload),
+			EntrySeq: seq, Timestamp: logBaseTime + int64(seq)*int64(time.Millisecond),
+		}
+		f.versions[c]++
+	}
+	return evs
+}
+
+// processCPU, where the platform tells, is the CPU time the process has
+// used, on every core: it is set by cputime_unix_test.go.
+var processCPU func() (time.Duration, error)
+
+// BenchmarkApplyLive measures one projection transaction after another, as
+// a node following `ordo bench` runs them, on a disk store: an op is one
+// event, so ns/op and allocs/op are per event. The events are made up front
+// (the node's runner takes them from the log's cache of recent events), so
+// only the projections and their store are measured. cpu-ns/op is the
+// process's CPU time per event, badger's goroutines included: on a shared
+// machine it is steadier than the elapsed time.
+func BenchmarkApplyLive(b *testing.B) {
+	for _, c := range []struct {
+		name        string
+		projections []Projection
+	}{
+		{StreamsProjection, []Projection{streamsProjection{}}},
+		{EventTypesProjection, []Projection{eventTypesProjection{}}},
+		{"builtins", []Projection{streamsProjection{}, eventTypesProjection{}, balancesProjection{}}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			l := newTestLog(b)
+			e, err := open(Options{Dir: b.TempDir(), Log: l.log, Logger: quiet}, c.projections)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			runners := make([]*runner, len(c.projections))
+			for i, p := range c.projections {
+				if runners[i], err = e.runner(p.Name()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var feed benchFeed
+			apply := func(evs []eventlog.Event) {
+				for _, r := range runners {
+					commitBatch(b, r, evs)
+				}
+			}
+			// Every stream has a row already, as in a running benchmark.
+			for range 4 * benchClients / benchBatchEvents {
+				apply(feed.batch(benchBatchEvents))
+			}
+			batches := make([][]eventlog.Event, 0, b.N/benchBatchEvents+1)
+			for left := b.N; left > 0; left -= benchBatchEvents {
+				batches = append(batches, feed.batch(min(left, benchBatchEvents)))
+			}
+			b.ReportAllocs()
+			var cpuStart time.Duration
+			if processCPU != nil {
+				if cpuStart, err = processCPU(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			for _, evs := range batches {
+				apply(evs)
+			}
+			b.StopTimer()
+			if processCPU != nil {
+				cpuEnd, err := processCPU()
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.ReportMetric(float64(cpuEnd-cpuStart)/float64(b.N), "cpu-ns/op")
+			}
+		})
+	}
+}
+
+// commitBatch applies evs to the runner's active generation in one
+// transaction, as applyBatch does, and fails unless all of it commits.
+func commitBatch(tb testing.TB, r *runner, evs []eventlog.Event) {
+	tb.Helper()
+	res, err := r.applyTxn(&r.active, evs)
+	if err != nil || res.problemAt >= 0 {
+		tb.Fatalf("%s: %+v, %v", r.name, res, err)
+	}
+	r.active.position, r.active.skipped = res.committed.Position, res.committed.Skipped
 }

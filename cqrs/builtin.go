@@ -1,8 +1,7 @@
 package cqrs
 
 import (
-	"encoding/json"
-	"fmt"
+	"strconv"
 
 	"github.com/ordoledger/ordo/eventlog"
 )
@@ -30,6 +29,24 @@ type streamRow struct {
 	LastTime      string `json:"last_time"`
 }
 
+func (r *streamRow) appendJSON(b []byte) []byte {
+	b = append(b, `{"stream":`...)
+	b = appendJSONString(b, r.Stream)
+	b = append(b, `,"version":`...)
+	b = strconv.AppendUint(b, r.Version, 10)
+	b = append(b, `,"events":`...)
+	b = strconv.AppendUint(b, r.Events, 10)
+	b = append(b, `,"first_position":`...)
+	b = strconv.AppendUint(b, r.FirstPosition, 10)
+	b = append(b, `,"last_position":`...)
+	b = strconv.AppendUint(b, r.LastPosition, 10)
+	b = append(b, `,"first_time":`...)
+	b = appendJSONString(b, r.FirstTime)
+	b = append(b, `,"last_time":`...)
+	b = appendJSONString(b, r.LastTime)
+	return append(b, '}')
+}
+
 // streamsProjection keeps one row per stream: its version, event count and
 // first and last positions and times.
 type streamsProjection struct{}
@@ -38,24 +55,40 @@ func (streamsProjection) Name() string               { return StreamsProjection 
 func (streamsProjection) Version() int               { return streamsVersion }
 func (streamsProjection) Wants(*eventlog.Event) bool { return true }
 func (streamsProjection) Apply(t Tx, ev *eventlog.Event) error {
-	var row streamRow
-	if err := getRow(t, ev.Stream, &row); err != nil {
-		return err
+	// A stream's first event has version 0, and this projection sees every
+	// event: a stream has no row before its first event, so there is nothing
+	// to read.
+	var row *streamRow
+	if ev.Version == 0 {
+		row = new(streamRow)
+	} else {
+		var err error
+		if row, _, err = loadRow[streamRow](t, ev.Stream); err != nil {
+			return err
+		}
 	}
 	if row.Events == 0 {
-		row = streamRow{Stream: ev.Stream, FirstPosition: ev.Position, FirstTime: formatTime(ev.Timestamp)}
+		*row = streamRow{Stream: ev.Stream, FirstPosition: ev.Position, FirstTime: formatTime(ev.Timestamp)}
 	}
 	row.Version = ev.Version
 	row.Events++
 	row.LastPosition = ev.Position
 	row.LastTime = formatTime(ev.Timestamp)
-	return setRow(t, ev.Stream, &row)
+	return keepRow(t, ev.Stream, row)
 }
 
 // typeRow is a row of the event-types projection, keyed by type.
 type typeRow struct {
 	Type  string `json:"type"`
 	Count uint64 `json:"count"`
+}
+
+func (r *typeRow) appendJSON(b []byte) []byte {
+	b = append(b, `{"type":`...)
+	b = appendJSONString(b, r.Type)
+	b = append(b, `,"count":`...)
+	b = strconv.AppendUint(b, r.Count, 10)
+	return append(b, '}')
 }
 
 // eventTypesProjection counts events per type.
@@ -65,30 +98,13 @@ func (eventTypesProjection) Name() string                  { return EventTypesPr
 func (eventTypesProjection) Version() int                  { return eventTypesVersion }
 func (eventTypesProjection) Wants(ev *eventlog.Event) bool { return ev.Type != "" }
 func (eventTypesProjection) Apply(t Tx, ev *eventlog.Event) error {
-	row := typeRow{Type: ev.Type}
-	if err := getRow(t, ev.Type, &row); err != nil {
+	row, found, err := loadRow[typeRow](t, ev.Type)
+	if err != nil {
 		return err
+	}
+	if !found {
+		row.Type = ev.Type
 	}
 	row.Count++
-	return setRow(t, ev.Type, &row)
-}
-
-// getRow decodes the row under key into v, leaving v alone if there is none.
-func getRow(t Tx, key string, v any) error {
-	b, found, err := t.Get(key)
-	if err != nil || !found {
-		return err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("stored row %q: %w", key, err)
-	}
-	return nil
-}
-
-func setRow(t Tx, key string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode row %q: %w", key, err)
-	}
-	return t.Set(key, b)
+	return keepRow(t, ev.Type, row)
 }

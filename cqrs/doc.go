@@ -17,6 +17,13 @@
 // background. Queries read the projection's generation, rows and checkpoint
 // from one snapshot, so no query ever sees a half-built model.
 //
+// The built-in projections keep their rows decoded: within a transaction a
+// row that several events change is read, decoded, encoded and written
+// once, and between transactions each generation caches its most recently
+// committed rows (a bounded number). Only committed rows enter the cache,
+// and a transaction takes the rows it changes out of it, so the cache always
+// agrees with the store and exactly-once is unchanged.
+//
 // Storage layout (one prefix byte, then big-endian integers):
 //
 //	0x01 name                  meta: active generation and version, shadow generation and version

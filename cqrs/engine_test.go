@@ -111,7 +111,7 @@ func (c *stepCounter) Apply(t Tx, ev *eventlog.Event) error {
 		return fmt.Errorf("cannot apply %s", ev.Type)
 	}
 	var r struct{ N int }
-	if err := getRow(t, ev.Stream, &r); err != nil {
+	if _, err := getRow(t, ev.Stream, &r); err != nil {
 		return err
 	}
 	return t.Set(ev.Stream, fmt.Appendf(nil, `{"stream":%q,"n":%d,"v":%d}`, ev.Stream, r.N+1, c.version))

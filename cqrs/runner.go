@@ -21,6 +21,9 @@ type genState struct {
 	position uint64 // last applied log position
 	skipped  uint64
 	failure  *failure
+	// rows caches the generation's committed built-in rows; only the
+	// runner's goroutine uses it.
+	rows *rowCache
 }
 
 // failure is an event a projection's Apply refused: it stays at position-1.
@@ -46,6 +49,11 @@ type runner struct {
 	changed          chan struct{} // closed and replaced when positions or status change
 
 	eventsApplied atomic.Uint64
+
+	// txnRows and txnRowKeys are applyTxn's tx.changed and
+	// tx.changedKeys, kept (emptied) for the next transaction.
+	txnRows    map[string]builtinRow
+	txnRowKeys []string
 }
 
 func newRunner(e *Engine, p Projection) *runner {
@@ -118,10 +126,10 @@ func (r *runner) load() error {
 			return fmt.Errorf("create: %w", err)
 		}
 	}
-	r.active = genState{gen: meta.Gen, version: meta.Version, position: active.Position, skipped: active.Skipped}
+	r.active = genState{gen: meta.Gen, version: meta.Version, position: active.Position, skipped: active.Skipped, rows: &rowCache{}}
 	switch {
 	case meta.ShadowGen != 0 && meta.ShadowVersion == r.version:
-		r.shadow = &genState{gen: meta.ShadowGen, version: meta.ShadowVersion, position: shadow.Position, skipped: shadow.Skipped}
+		r.shadow = &genState{gen: meta.ShadowGen, version: meta.ShadowVersion, position: shadow.Position, skipped: shadow.Skipped, rows: &rowCache{}}
 	case meta.ShadowGen != 0 || meta.Version != r.version:
 		// A rebuild for another version, or none yet for this one:
 		// startShadow replaces whatever shadow the meta names.
@@ -305,7 +313,7 @@ func (r *runner) startShadow() error {
 		return fmt.Errorf("projection %s: start rebuild: %w", r.name, err)
 	}
 	r.mu.Lock()
-	r.shadow = &genState{gen: gen, version: r.version}
+	r.shadow = &genState{gen: gen, version: r.version, rows: &rowCache{}}
 	r.notify()
 	r.mu.Unlock()
 	r.e.kickCleaner()
@@ -394,14 +402,27 @@ type txnResult struct {
 }
 
 // applyTxn applies evs to g in one transaction with the checkpoint. On a
-// problem it commits nothing and says where the problem was.
+// problem it commits nothing and says where the problem was. Built-in rows
+// kept decoded are written before the checkpoint; if they make the
+// transaction too big, the first half of the events it applied is tried
+// next.
 func (r *runner) applyTxn(g *genState, evs []eventlog.Event) (txnResult, error) {
 	txn := r.e.db.NewTransaction(true)
 	defer txn.Discard()
-	t := &tx{txn: txn, gen: g.gen}
+	t := &tx{txn: txn, gen: g.gen, rows: g.rows, changed: r.txnRows, changedKeys: r.txnRowKeys}
+	defer func() {
+		clear(t.changed)
+		clear(t.changedKeys)
+		r.txnRows, r.txnRowKeys = t.changed, t.changedKeys[:0]
+	}()
 	cp := checkpoint{Position: g.position, Skipped: g.skipped}
 	for i := range evs {
 		ev := &evs[i]
+		if len(t.changedKeys) >= txnRowsChangedMax {
+			if err := t.spillRows(); err != nil {
+				return r.rowsProblem(t, i, cp, err)
+			}
+		}
 		if r.p.Wants(ev) {
 			err := r.safeApply(t, ev)
 			switch {
@@ -417,6 +438,9 @@ func (r *runner) applyTxn(g *genState, evs []eventlog.Event) (txnResult, error) 
 		}
 		cp.Position = ev.Position
 	}
+	if err := t.writeRows(); err != nil {
+		return r.rowsProblem(t, len(evs), cp, err)
+	}
 	last := len(evs) - 1
 	if err := txn.Set(checkpointKey(g.gen), marshalCheckpoint(cp)); err != nil {
 		if errors.Is(err, badger.ErrTxnTooBig) {
@@ -431,12 +455,27 @@ func (r *runner) applyTxn(g *genState, evs []eventlog.Event) (txnResult, error) 
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			return txnResult{problemAt: last, tooBig: true}, nil
 		}
+		// Whether any of it reached the store is unknown: the cache
+		// starts again from what the store says.
+		g.rows.clear()
 		return txnResult{}, fmt.Errorf("projection %s: commit through %d: %w", r.name, cp.Position, err)
 	}
+	t.commitRows()
 	if h := r.e.testHook; h != nil && h(afterCommit, r.name, cp.Position) {
 		return txnResult{}, errCrash
 	}
 	return txnResult{problemAt: -1, committed: cp}, nil
+}
+
+// rowsProblem reports a failure to write the built-in rows of the first
+// applied events: a storage error, or a transaction too big for them, in
+// which case the first half of them is tried next (none: the first event's
+// effects alone exceed a transaction).
+func (r *runner) rowsProblem(t *tx, applied int, cp checkpoint, err error) (txnResult, error) {
+	if t.tooBig {
+		return txnResult{problemAt: applied / 2, tooBig: true}, nil
+	}
+	return txnResult{}, fmt.Errorf("projection %s: rows through %d: %w", r.name, cp.Position, err)
 }
 
 // safeApply turns a panicking Apply into an error that stops the projection

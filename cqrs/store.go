@@ -139,11 +139,79 @@ func loadCheckpoint(txn *badger.Txn, gen uint64) (checkpoint, error) {
 // tx is the badger-backed Tx. It remembers a storage failure and a
 // transaction that grew too big, whatever the projection does with the error,
 // so that the engine can tell its own trouble from the projection's.
+//
+// The built-in projections change rows through loadRow and keepRow instead
+// of Get and Set: tx keeps their rows decoded until writeRows encodes each
+// once, so a row that several events change is read, decoded, encoded and
+// written once per transaction, not once per event.
 type tx struct {
 	txn        *badger.Txn
 	gen        uint64
 	tooBig     bool
 	storageErr error
+
+	// rows is the generation's cache of committed built-in rows.
+	rows *rowCache
+	// changed holds the built-in rows kept since the last writeRows, and
+	// changedKeys their keys in the order first kept.
+	changed     map[string]builtinRow
+	changedKeys []string
+}
+
+// keep makes row the transaction's value under key. While a key is kept,
+// the cache holds no row for it: the cache gives up a row loadRow takes,
+// and forgets one kept without loading.
+func (t *tx) keep(key string, row builtinRow) error {
+	if _, ok := t.changed[key]; !ok {
+		if err := checkKey(key); err != nil {
+			return fmt.Errorf("set row: %w", err)
+		}
+		if t.changed == nil {
+			t.changed = make(map[string]builtinRow)
+		}
+		t.changedKeys = append(t.changedKeys, key)
+		t.rows.forget(key)
+	}
+	t.changed[key] = row
+	return nil
+}
+
+// writeRows writes the kept rows into the badger transaction; they stay
+// kept, for commitRows. Keys and rows are encoded one after another into
+// one buffer, which badger holds until the transaction ends.
+func (t *tx) writeRows() error {
+	buf := make([]byte, 0, len(t.changedKeys)*rowBytesTypical)
+	for _, key := range t.changedKeys {
+		start := len(buf)
+		buf = append(buf, prefixRow)
+		buf = binary.BigEndian.AppendUint64(buf, t.gen)
+		buf = append(buf, key...)
+		mid := len(buf)
+		buf = t.changed[key].appendJSON(buf)
+		if err := t.txn.Set(buf[start:mid:mid], buf[mid:len(buf):len(buf)]); err != nil {
+			return t.storage("write", err)
+		}
+	}
+	return nil
+}
+
+// spillRows writes the kept rows and stops keeping them, to bound the rows
+// a transaction holds decoded. The cache holds none of them (see keep), so
+// later events read them back from the badger transaction.
+func (t *tx) spillRows() error {
+	if err := t.writeRows(); err != nil {
+		return err
+	}
+	clear(t.changed)
+	t.changedKeys = t.changedKeys[:0]
+	return nil
+}
+
+// commitRows puts the kept rows, now committed, into the cache.
+func (t *tx) commitRows() {
+	for _, key := range t.changedKeys {
+		t.rows.put(key, t.changed[key])
+	}
 }
 
 func (t *tx) storage(op string, err error) error {
