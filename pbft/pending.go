@@ -1,6 +1,7 @@
 package pbft
 
 import (
+	"bytes"
 	"time"
 
 	"github.com/ordoledger/ordo/crypto"
@@ -22,6 +23,12 @@ type pendingReq struct {
 	hash     crypto.Digest
 	raw      []byte
 	queuedAt time.Time
+	// identified is the last identify call that found the entry in its
+	// batch: a second find in the same call is a duplicate.
+	identified uint64
+	// pos is the entry's index in the queue while it is not removed (the
+	// queue is shorter than 2·PendingRequestsMaxLimit+pendingCompactMin).
+	pos int32
 	// batched: the request is in a batch this replica accepted or proposed, so
 	// the primary must not propose it again.
 	batched bool
@@ -54,6 +61,8 @@ type pendingQueue struct {
 	// IDs: exactly the keys whose byHash entry is removed.
 	recent     []crypto.Digest
 	recentNext int
+	// identifyCalls numbers identify's calls, for pendingReq.identified.
+	identifyCalls uint64
 }
 
 func newPendingQueue() pendingQueue {
@@ -85,7 +94,7 @@ func (q *pendingQueue) remember(h crypto.Digest) {
 func (q *pendingQueue) len() int { return q.count }
 
 func (q *pendingQueue) add(h crypto.Digest, raw []byte, at time.Time) {
-	p := &pendingReq{hash: h, raw: raw, queuedAt: at}
+	p := &pendingReq{hash: h, raw: raw, queuedAt: at, pos: int32(len(q.queue))}
 	q.byHash[h] = p
 	q.count++
 	q.queue = append(q.queue, p)
@@ -93,21 +102,64 @@ func (q *pendingQueue) add(h crypto.Digest, raw []byte, at time.Time) {
 	q.readyBytes += len(raw)
 }
 
+// identify returns the ID of every request of a batch and its entry (nil for
+// a request not pending here), or ok false when two requests of the batch are
+// the same. seen is an empty scratch set, left empty. A request with the
+// bytes of the entry after the last one found is that entry, whose ID is
+// known: an honest primary proposes in arrival order, so a backup that
+// received the requests in that order hashes none of them again. Any other
+// request is hashed and looked up, which finds exactly the pending entry with
+// those bytes, since the index holds one live entry per ID.
+func (q *pendingQueue) identify(batch [][]byte, seen map[crypto.Digest]struct{}) (ids []crypto.Digest, entries []*pendingReq, ok bool) {
+	defer clear(seen)
+	q.identifyCalls++
+	ids = make([]crypto.Digest, len(batch))
+	entries = make([]*pendingReq, len(batch))
+	q.advance()
+	next := q.head
+	for i, raw := range batch {
+		var p *pendingReq
+		if next < len(q.queue) && !q.queue[next].removed && bytes.Equal(q.queue[next].raw, raw) {
+			p = q.queue[next]
+		} else {
+			ids[i] = requestID(raw)
+			if p, _ = q.lookup(ids[i]); p == nil {
+				// Not pending: only a set tells a second copy.
+				if _, dup := seen[ids[i]]; dup {
+					return nil, nil, false
+				}
+				seen[ids[i]] = struct{}{}
+				continue
+			}
+		}
+		if p.identified == q.identifyCalls {
+			return nil, nil, false
+		}
+		p.identified = q.identifyCalls
+		ids[i], entries[i] = p.hash, p
+		next = int(p.pos) + 1
+	}
+	return ids, entries, true
+}
+
 // markBatched records that the requests are in an accepted batch. It returns
 // their entries (nil for a request not pending here), which remove takes.
 func (q *pendingQueue) markBatched(hashes []crypto.Digest) []*pendingReq {
 	entries := make([]*pendingReq, len(hashes))
 	for i, h := range hashes {
-		p, _ := q.lookup(h)
-		if p == nil {
-			continue
-		}
-		entries[i] = p
-		if !p.batched {
+		entries[i], _ = q.lookup(h)
+	}
+	q.batchEntries(entries)
+	return entries
+}
+
+// batchEntries is markBatched for entries identify returned.
+func (q *pendingQueue) batchEntries(entries []*pendingReq) {
+	for _, p := range entries {
+		if p != nil && !p.batched {
 			q.batch(p)
 		}
 	}
-	return entries
 }
 
 func (q *pendingQueue) batch(p *pendingReq) {
@@ -180,6 +232,7 @@ func (q *pendingQueue) compact() {
 	live := make([]*pendingReq, 0, len(q.queue)-q.removed)
 	for _, p := range q.queue {
 		if !p.removed {
+			p.pos = int32(len(live))
 			live = append(live, p)
 		}
 	}

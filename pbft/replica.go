@@ -169,8 +169,9 @@ type Replica struct {
 	ckptAnsweredAt []time.Time
 
 	pending pendingQueue
-	// batchSeen is checkBatch's scratch set of the request IDs of one batch,
-	// empty between calls and reused so that a batch allocates none.
+	// batchSeen is checkBatch's scratch set of the IDs of a batch's requests
+	// not pending here, empty between calls and reused so that a batch
+	// allocates none.
 	batchSeen map[crypto.Digest]struct{}
 
 	// Primary only: the last seq proposed in this view and its timestamp.
@@ -403,7 +404,7 @@ func (r *Replica) stepPrePrepare(pp *PrePrepare, env *Envelope) {
 		r.resend(sl, pp.Replica)
 		return
 	}
-	hashes, ok := r.checkBatch(pp, env.Batch)
+	hashes, entries, ok := r.checkBatch(pp, env.Batch)
 	if !ok {
 		r.dropped++
 		return
@@ -430,41 +431,36 @@ func (r *Replica) stepPrePrepare(pp *PrePrepare, env *Envelope) {
 	if c := r.prepared[pp.Seq]; c != nil && c.view == pp.View && c.digest == pp.Digest && !c.hasBatch {
 		c.setBatch(env.Batch, hashes)
 	}
-	sl.reqs = r.pending.markBatched(hashes)
+	r.pending.batchEntries(entries)
+	sl.reqs = entries
 	sl.progressAt = r.now
 	r.advance(sl)
 }
 
 // checkBatch applies a backup's checks to a PRE-PREPARE's batch and returns
-// the request hashes. An empty batch is refused here: only a new primary
-// proposes one, inside a NEW-VIEW, to fill a gap.
-func (r *Replica) checkBatch(pp *PrePrepare, batch [][]byte) ([]crypto.Digest, bool) {
+// the request hashes and the requests' pending entries (nil for one not
+// pending here). An empty batch is refused here: only a new primary proposes
+// one, inside a NEW-VIEW, to fill a gap.
+func (r *Replica) checkBatch(pp *PrePrepare, batch [][]byte) ([]crypto.Digest, []*pendingReq, bool) {
 	if len(batch) == 0 || len(batch) > r.cfg.BatchRequestsMax {
-		return nil, false
+		return nil, nil, false
 	}
 	// No clock yet means no bound to check the timestamp against.
 	if !r.hasNow || pp.Timestamp > r.now.UnixNano()+int64(r.cfg.ClockSkewMax) {
-		return nil, false
+		return nil, nil, false
 	}
 	bytes := 0
 	for _, raw := range batch {
 		bytes += len(raw)
 	}
 	if bytes > r.cfg.BatchBytesMax {
-		return nil, false
+		return nil, nil, false
 	}
-	hashes := hashRequests(batch)
-	defer clear(r.batchSeen)
-	for _, h := range hashes {
-		if _, dup := r.batchSeen[h]; dup {
-			return nil, false
-		}
-		r.batchSeen[h] = struct{}{}
+	hashes, entries, ok := r.pending.identify(batch, r.batchSeen)
+	if !ok || batchDigestOfIDs(pp.Timestamp, hashes) != pp.Digest {
+		return nil, nil, false
 	}
-	if batchDigestOfIDs(pp.Timestamp, hashes) != pp.Digest {
-		return nil, false
-	}
-	return hashes, true
+	return hashes, entries, true
 }
 
 // requestID identifies a request for deduplication: its RFC 6962 leaf hash,

@@ -498,6 +498,140 @@ func TestPrePrepareRefused(t *testing.T) {
 	}
 }
 
+// TestBatchOfPendingRequests: a backup takes the IDs of the requests it has
+// pending from its queue instead of hashing them again. Every answer must be
+// the one hashing gives: requests out of queue order, not pending, one bit
+// off a pending one, or repeated.
+func TestBatchOfPendingRequests(t *testing.T) {
+	s, r := scriptedBackup(t, 21, func(c *Config) { c.BatchRequestsMax = 8 })
+	var queued [][]byte
+	for i := range 6 {
+		raw := s.request([]byte(fmt.Sprintf("pending-%d", i)))
+		if _, err := r.Submit(raw); err != nil {
+			t.Fatal(err)
+		}
+		queued = append(queued, raw)
+	}
+	a, b, c, d, e, f := queued[0], queued[1], queued[2], queued[3], queued[4], queued[5]
+	other := s.request([]byte("not pending"))
+	flipped := func(raw []byte) []byte {
+		x := bytes.Clone(raw)
+		x[len(x)-1] ^= 1
+		return x
+	}
+	now := s.now.UnixNano()
+	// Stepped without the simulated node: a bit off, a request's signature
+	// fails, which the node would refuse before Step.
+	step := func(env *Envelope) []Action {
+		t.Helper()
+		m, err := env.Open(4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.Step(m)
+	}
+	batchWithDigestOf := func(batch, digestOf [][]byte) *Envelope {
+		return s.sealAs(0, KindPrePrepare, &PrePrepare{View: 0, Seq: 1, Digest: BatchDigest(now, digestOf), Timestamp: now, Replica: 0}, batch)
+	}
+	refused := []struct {
+		name string
+		env  *Envelope
+	}{
+		{"a pending request twice", s.prePrepare(0, 0, 1, now, [][]byte{a, a})},
+		{"a pending request twice, apart", s.prePrepare(0, 0, 1, now, [][]byte{a, b, a})},
+		{"a pending request out of order, twice", s.prePrepare(0, 0, 1, now, [][]byte{b, a, b})},
+		{"a request not pending, twice", s.prePrepare(0, 0, 1, now, [][]byte{other, a, other})},
+		{"pending requests' digest over other bytes", batchWithDigestOf([][]byte{flipped(a), b}, [][]byte{a, b})},
+		{"other bytes' digest over pending requests", batchWithDigestOf([][]byte{a, b}, [][]byte{flipped(a), b})},
+	}
+	for _, c := range refused {
+		dropped := r.Status().Dropped
+		if acts := step(c.env); len(acts) != 0 {
+			t.Fatalf("%s: accepted: %v", c.name, acts)
+		}
+		if r.Status().Dropped != dropped+1 {
+			t.Fatalf("%s: not counted as dropped", c.name)
+		}
+	}
+
+	// Out of queue order, with a request not pending here and one a bit off
+	// a pending one: accepted, and only the pending ones are batched.
+	batch := [][]byte{b, a, other, flipped(c), d}
+	if acts := step(s.prePrepare(0, 0, 1, now, batch)); len(sent(acts, KindPrepare)) != 1 {
+		t.Fatalf("batch of pending and other requests refused: %v", acts)
+	}
+	if st := r.Status(); st.Pending != 6 || r.pending.readyCount != 3 {
+		t.Fatalf("pending %d (%d not batched), want 6 (c, e and f)", st.Pending, r.pending.readyCount)
+	}
+	digest := BatchDigest(now, batch)
+	var ds []Deliver
+	for _, from := range []uint32{2, 3} {
+		step(s.sealAs(from, KindPrepare, &Prepare{View: 0, Seq: 1, Digest: digest, Replica: from}, nil))
+		ds = append(ds, delivers(step(s.sealAs(from, KindCommit, &Commit{View: 0, Seq: 1, Digest: digest, Replica: from}, nil)))...)
+	}
+	if len(ds) != 1 || len(ds[0].Batch) != len(batch) {
+		t.Fatalf("delivered %+v, want seq 1", ds)
+	}
+	if st := r.Status(); st.Pending != 3 {
+		t.Fatalf("pending %d after delivery, want 3 (c, e and f)", st.Pending)
+	}
+	// Copies of what was delivered are ignored, pending here before or not,
+	// and so is c, still pending.
+	for _, raw := range [][]byte{a, other, flipped(c), c} {
+		if acts, err := r.Submit(raw); acts != nil || err != nil {
+			t.Fatalf("resubmitted: %v, %v", acts, err)
+		}
+	}
+	if st := r.Status(); st.Pending != 3 {
+		t.Fatalf("pending %d after resubmissions, want 3", st.Pending)
+	}
+	// The rest, in queue order after a gap the delivery left.
+	if acts := step(s.prePrepare(0, 0, 2, now+1, [][]byte{c, e, f})); len(sent(acts, KindPrepare)) != 1 || r.pending.readyCount != 0 {
+		t.Fatalf("batch of the rest: %v, %d not batched", acts, r.pending.readyCount)
+	}
+}
+
+// TestDeliveredRequestsRemembered: a replica ignores a resubmitted request
+// while it is among the latest recentDeliveredMax delivered ones, and queues
+// it again after, whether it was pending here or not.
+func TestDeliveredRequestsRemembered(t *testing.T) {
+	s := newSim(t, simOptions{n: 4, seed: 22})
+	s.isolateAll()
+	r := s.nodes[2].r
+	notPending, wasPending := []byte("delivered elsewhere"), []byte("delivered here")
+	if _, err := r.Submit(wasPending); err != nil {
+		t.Fatal(err)
+	}
+	r.Forget([][]byte{notPending, wasPending})
+	fill := func(from, to int) {
+		var reqs [][]byte
+		for i := from; i < to; i++ {
+			reqs = append(reqs, []byte(fmt.Sprintf("fill-%d", i)))
+		}
+		r.Forget(reqs)
+	}
+	submit := func(raw []byte, wantPending int) {
+		t.Helper()
+		if _, err := r.Submit(raw); err != nil {
+			t.Fatal(err)
+		}
+		if p := r.Status().Pending; p != wantPending {
+			t.Fatalf("%s after %d deliveries: pending %d, want %d", raw, recentDeliveredMax, p, wantPending)
+		}
+		if n := len(r.pending.byHash); n > r.pending.len()+recentDeliveredMax {
+			t.Fatalf("index holds %d requests, %d pending", n, r.pending.len())
+		}
+	}
+	fill(0, recentDeliveredMax-2)
+	submit(notPending, 0)
+	submit(wasPending, 0)
+	fill(recentDeliveredMax, recentDeliveredMax+1)
+	submit(notPending, 1)
+	submit(wasPending, 1)
+	fill(recentDeliveredMax+1, recentDeliveredMax+2)
+	submit(wasPending, 2)
+}
+
 func TestRetransmissionRepairsLoss(t *testing.T) {
 	s := newSim(t, simOptions{n: 4, seed: 12})
 	s.tick(time.Millisecond)
