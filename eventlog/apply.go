@@ -35,7 +35,7 @@ func (l *Log) Apply(h EntryHeader, exec func(tx *Tx) (results [][]byte, err erro
 
 	txn := l.db.NewTransaction(true)
 	defer txn.Discard()
-	tx := &Tx{db: l.db, txn: txn, seq: h.Seq, timestamp: h.Timestamp, nextPosition: cur.LastPosition + 1}
+	tx := &Tx{db: l.db, txn: txn, cache: l.cache, seq: h.Seq, timestamp: h.Timestamp, nextPosition: cur.LastPosition + 1}
 	results, err := exec(tx)
 	tx.done = true
 	if tx.snapshot != nil {
@@ -80,6 +80,8 @@ func (l *Log) Apply(h EntryHeader, exec func(tx *Tx) (results [][]byte, err erro
 	if err := txn.Commit(); err != nil {
 		return nil, fmt.Errorf("apply entry %d: commit: %w", h.Seq, tooBig(err))
 	}
+	// Only now is what the batch read and wrote the committed state.
+	l.cache.commit(tx)
 	l.advance(next, tx.appended)
 	return e, nil
 }
@@ -112,9 +114,12 @@ const (
 // Tx is what an executor may do inside Apply. It is valid only while the exec
 // function runs and only from the goroutine that called Apply.
 type Tx struct {
-	db           *badger.DB
-	txn          *badger.Txn
-	snapshot     *badger.Txn // read-only, the state before this batch; made on first use
+	db       *badger.DB
+	txn      *badger.Txn
+	snapshot *badger.Txn // read-only, the state before this batch; made on first use
+	// cache is the log's, as the batches before this one left it; it is
+	// not changed until this one commits (see execCache).
+	cache        *execCache
 	seq          uint64
 	timestamp    int64
 	nextPosition uint64
@@ -124,6 +129,15 @@ type Tx struct {
 	// heads and ID keys, and it keeps both maps exact; they grow with the batch.
 	heads  map[string]int64      // stream → version of its last event (-1: none)
 	absent map[[16]byte]struct{} // IDs looked up and not found, nor appended since
+	// values holds the state keys this batch read, and those it wrote that
+	// the cache holds, each with its value as the batch has left it so far:
+	// once the batch commits, that is the committed value. Every Set and
+	// Delete of a key in it or in the cache updates it.
+	values map[string]stateValue
+	// memos are the executor's memos this batch set (Tx.SetMemo).
+	memos map[string]uint64
+	// gets and seeks count this transaction's reads of badger (Reads).
+	gets, seeks int
 	// appended are this batch's events in position order, for the log's
 	// cache of recent events once the batch commits.
 	appended []storedEvent
@@ -179,8 +193,14 @@ func (tx *Tx) get(key []byte) ([]byte, bool, error) {
 	if err := tx.check(); err != nil {
 		return nil, false, err
 	}
+	tx.gets++
 	return get(tx.txn, key)
 }
+
+// Reads is how often this transaction has read badger so far: point reads
+// (gets), and ordered scans started (seeks). What the log's cache answered
+// is not counted.
+func (tx *Tx) Reads() (gets, seeks int) { return tx.gets, tx.seeks }
 
 func (tx *Tx) set(key, val []byte) error {
 	if err := tx.check(); err != nil {
@@ -210,17 +230,21 @@ func (tx *Tx) StreamVersion(stream string) (int64, error) {
 	if v, ok := tx.heads[stream]; ok {
 		return v, nil
 	}
-	v, found, err := tx.get(streamHeadKey(stream))
-	if err != nil {
-		return 0, err
-	}
 	ver := int64(-1)
-	if found {
-		u, err := decodeU64("stream head "+stream, v)
+	if u, ok := tx.cache.heads.get(stream); ok {
+		ver = int64(u)
+	} else {
+		v, found, err := tx.get(streamHeadKey(stream))
 		if err != nil {
 			return 0, err
 		}
-		ver = int64(u)
+		if found {
+			u, err := decodeU64("stream head "+stream, v)
+			if err != nil {
+				return 0, err
+			}
+			ver = int64(u)
+		}
 	}
 	if tx.heads == nil {
 		tx.heads = make(map[string]int64)
@@ -341,13 +365,50 @@ func (tx *Tx) AppendEvents(stream string, evs []NewEvent) (positions []uint64, l
 
 type keyValue struct{ key, val []byte }
 
-// Get reads a key of the replicated executor state.
+// Get reads a key of the replicated executor state: as this batch has left
+// it, else from the log's cache of committed state, else from badger. The
+// value returned is the caller's own copy.
 func (tx *Tx) Get(key []byte) ([]byte, bool, error) {
 	k, err := stateKey(key)
 	if err != nil {
 		return nil, false, err
 	}
-	return tx.get(k)
+	if err := tx.check(); err != nil {
+		return nil, false, err
+	}
+	v, ok := tx.values[string(key)]
+	if !ok {
+		if v, ok = tx.cache.state.get(string(key)); !ok {
+			// Not in values, so not written by this batch either: badger
+			// returns the committed value.
+			v.val, v.found, err = tx.get(k)
+			if err != nil {
+				return nil, false, err
+			}
+		}
+		tx.keep(key, v)
+	}
+	return bytes.Clone(v.val), v.found, nil
+}
+
+// keep records key's value as this batch leaves it.
+func (tx *Tx) keep(key []byte, v stateValue) {
+	if tx.values == nil {
+		tx.values = make(map[string]stateValue)
+	}
+	tx.values[string(key)] = v
+}
+
+// wrote records a write of key, if values or the cache hold the key: either
+// would otherwise keep a stale value. A key neither holds is read from
+// badger, which has this batch's writes, if the batch reads it later.
+func (tx *Tx) wrote(key []byte, v stateValue) {
+	if _, ok := tx.values[string(key)]; !ok {
+		if _, ok := tx.cache.state.get(string(key)); !ok {
+			return
+		}
+	}
+	tx.keep(key, v)
 }
 
 // Set writes a key of the replicated executor state. The log keeps its own
@@ -364,6 +425,7 @@ func (tx *Tx) Set(key, value []byte) error {
 	// The log's copies are hashed: handing the caller's slices to the hash
 	// would make them escape, and every caller allocate them.
 	tx.state.add(stateWriteSet, k[1:], v)
+	tx.wrote(k[1:], stateValue{val: v, found: true})
 	return nil
 }
 
@@ -383,6 +445,41 @@ func (tx *Tx) Delete(key []byte) error {
 		return fmt.Errorf("entry %d: delete state key: %w", tx.seq, tooBig(err))
 	}
 	tx.state.add(stateWriteDelete, k[1:], nil)
+	tx.wrote(k[1:], stateValue{})
+	return nil
+}
+
+// Memo returns the number the executor memoised under key, if the log has
+// it: from SetMemo earlier in this batch, or in a batch that committed. The
+// log keeps memos in memory only, within memosMax entries and memosBytesMax
+// bytes, drops those of a batch that failed, and may drop any of them
+// between batches. So an executor may memo only what it can work out again
+// from the state, and it must keep its memos true of the state as its own
+// writes change it; then whether a memo is there changes no answer. A log
+// serves one executor, whose memos these are.
+func (tx *Tx) Memo(key []byte) (uint64, bool) {
+	if tx.done {
+		return 0, false
+	}
+	if v, ok := tx.memos[string(key)]; ok {
+		return v, true
+	}
+	return tx.cache.memos.get(string(key))
+}
+
+// SetMemo memoises v under key (see Memo); the log keeps it once the batch
+// commits. Keys are 1..StateKeyBytesMax bytes.
+func (tx *Tx) SetMemo(key []byte, v uint64) error {
+	if err := tx.check(); err != nil {
+		return err
+	}
+	if len(key) == 0 || len(key) > StateKeyBytesMax {
+		return fmt.Errorf("memo key of %d bytes, want 1..%d", len(key), StateKeyBytesMax)
+	}
+	if tx.memos == nil {
+		tx.memos = make(map[string]uint64)
+	}
+	tx.memos[string(key)] = v
 	return nil
 }
 
@@ -405,15 +502,46 @@ func (tx *Tx) CommittedKeys(prefix, from []byte, limit int) ([][]byte, error) {
 	if !bytes.HasPrefix(from, prefix) {
 		return nil, fmt.Errorf("state keys: start %x outside prefix %x", from, prefix)
 	}
-	if tx.snapshot == nil {
-		tx.snapshot = tx.db.NewTransaction(false)
-	}
 	p := append([]byte{prefixState}, prefix...)
-	it := tx.snapshot.NewIterator(badger.IteratorOptions{Prefix: p})
+	it := tx.committed().NewIterator(badger.IteratorOptions{Prefix: p})
 	defer it.Close()
 	var keys [][]byte
 	for it.Seek(append([]byte{prefixState}, from...)); it.ValidForPrefix(p) && len(keys) < limit; it.Next() {
 		keys = append(keys, it.Item().KeyCopy(nil)[1:])
 	}
 	return keys, nil
+}
+
+// LastCommittedKey returns the greatest key of the replicated executor state
+// that starts with prefix, as it was before this batch (this transaction's
+// own writes are not seen, as in CommittedKeys); found is false when there
+// is none.
+func (tx *Tx) LastCommittedKey(prefix []byte) (key []byte, found bool, err error) {
+	if err := tx.check(); err != nil {
+		return nil, false, err
+	}
+	if len(prefix) == 0 || len(prefix) > StateKeyBytesMax {
+		return nil, false, fmt.Errorf("last state key: prefix of %d bytes, want 1..%d", len(prefix), StateKeyBytesMax)
+	}
+	p := append([]byte{prefixState}, prefix...)
+	it := tx.committed().NewIterator(badger.IteratorOptions{Prefix: p, Reverse: true})
+	defer it.Close()
+	// Backwards, Seek stops at the greatest key at or below its argument:
+	// this one sorts above every state key under the prefix, as none is
+	// longer than StateKeyBytesMax.
+	it.Seek(append(p, bytes.Repeat([]byte{0xff}, StateKeyBytesMax+1-len(prefix))...))
+	if !it.ValidForPrefix(p) {
+		return nil, false, nil
+	}
+	return it.Item().KeyCopy(nil)[1:], true, nil
+}
+
+// committed is the read-only view of the state before this batch, made on
+// first use; each call starts a scan, which Reads counts.
+func (tx *Tx) committed() *badger.Txn {
+	if tx.snapshot == nil {
+		tx.snapshot = tx.db.NewTransaction(false)
+	}
+	tx.seeks++
+	return tx.snapshot
 }

@@ -24,7 +24,14 @@
 // Stream names never contain 0x00 (AppendEvents refuses them), which keeps one
 // stream's index keys from interleaving with another's.
 //
+// Across batches the log keeps a bounded cache of the committed state the
+// executor reads — stream heads, state values (present or absent) — and the
+// executor's memos (Tx.Memo), changed only once a batch has committed. Its
+// answers are always badger's, so it changes nothing that is stored (see
+// cache.go).
+//
 // The package must never interpret requests, results or certificates (they are
 // opaque bytes here), decide what a command means, read a clock for anything
-// that is stored, or let map order, time or scheduling reach stored bytes.
+// that is stored, let map order, time or scheduling reach stored bytes, or
+// answer an executor's read with anything but what badger holds.
 package eventlog

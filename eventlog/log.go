@@ -64,6 +64,9 @@ type Options struct {
 	MemTableBytes int64
 	// BlockCacheBytes sizes badger's block cache on disk; 0 picks a default.
 	BlockCacheBytes int64
+	// NoExecutorCache turns the executor's cache off (tests): every read
+	// of an Apply goes to badger, and memos are never kept across batches.
+	NoExecutorCache bool
 }
 
 // Log is the event log. Apply is for one writer at a time (it serialises
@@ -74,6 +77,8 @@ type Log struct {
 	logger *slog.Logger
 
 	applyMu sync.Mutex // one Apply at a time
+	// cache is the executor's cache of committed state; applyMu guards it.
+	cache *execCache
 
 	mu      sync.Mutex // guards the fields below
 	head    head
@@ -111,7 +116,11 @@ func Open(opts Options) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open event log %q: %w", opts.Dir, err)
 	}
-	l := &Log{db: db, opts: opts, logger: logger, changed: make(chan struct{})}
+	bounds := execCacheBounds
+	if opts.NoExecutorCache {
+		bounds = cacheBounds{}
+	}
+	l := &Log{db: db, opts: opts, logger: logger, cache: newExecCache(bounds), changed: make(chan struct{})}
 	if err := l.load(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open event log %q: %w", opts.Dir, err)

@@ -18,6 +18,15 @@ import (
 // scan reads the state as committed before the batch (an ordered scan of the
 // batch's own transaction would sort all its pending writes every time) and
 // merges in what this batch changed, which window tracks.
+//
+// A seq above every retained one was never executed, so its result need not
+// be looked up: with clock-like seqs that is almost every request. The
+// highest retained seq is not in the record (which is replicated state, and
+// hashed into the state digest); the log keeps it as a memo under the
+// client's record key (eventlog.Tx.Memo), and when the memo is missing (after
+// a restart, or once the log dropped it) it is the client's last result key.
+// store keeps the memo true: it raises it to every seq it stores, and
+// evicting never removes the highest seq.
 const lowSeqsMax = 16
 
 const (
@@ -42,6 +51,8 @@ func clientKey(client crypto.PublicKey) []byte {
 type clientState struct {
 	count uint64
 	low   []uint64
+	// high is the highest retained seq while count > 0; it is not encoded.
+	high uint64
 }
 
 // encode is count(8) followed by each low seq(8), big endian.
@@ -90,7 +101,8 @@ func newWindow(tx *eventlog.Tx, size int) *window {
 }
 
 func (w *window) load(client crypto.PublicKey) (clientState, error) {
-	b, found, err := w.tx.Get(clientKey(client))
+	key := clientKey(client)
+	b, found, err := w.tx.Get(key)
 	if err != nil || !found {
 		return clientState{}, err
 	}
@@ -98,7 +110,28 @@ func (w *window) load(client crypto.PublicKey) (clientState, error) {
 	if err != nil {
 		return c, fmt.Errorf("client %v: corrupt state: %w", client, err)
 	}
-	return c, nil
+	if h, ok := w.tx.Memo(key); ok {
+		c.high = h
+		return c, nil
+	}
+	// No store of this batch was for this client (store sets the memo),
+	// so its committed result keys are all it has.
+	last, found, err := w.tx.LastCommittedKey(resultPrefix(client))
+	if err != nil {
+		return c, err
+	}
+	prefix := len(resultPrefix(client))
+	if !found || len(last) != prefix+8 {
+		return c, fmt.Errorf("client %v: %d results on record, last result key %x", client, c.count, last)
+	}
+	c.high = binary.BigEndian.Uint64(last[prefix:])
+	return c, w.tx.SetMemo(key, c.high)
+}
+
+// mayBeRetained reports whether seq may be among the retained seqs: false
+// means its result is certainly not stored.
+func (c *clientState) mayBeRetained(seq uint64) bool {
+	return c.count > 0 && seq <= c.high
 }
 
 // tooOld reports whether seq is below every retained seq of a full window.
@@ -130,9 +163,15 @@ func (w *window) store(client crypto.PublicKey, c *clientState, seq uint64, resu
 			c.low = c.low[:lowSeqsMax]
 		}
 	}
+	if c.count == 0 || seq > c.high {
+		c.high = seq
+	}
 	c.count++
 	if c.count > w.size {
 		evict := c.low[0]
+		if evict == c.high {
+			panic(fmt.Sprintf("ledger: client %v: evicting seq %d, the highest retained", client, evict))
+		}
 		if err := w.tx.Delete(resultKey(client, evict)); err != nil {
 			return err
 		}
@@ -149,7 +188,11 @@ func (w *window) store(client crypto.PublicKey, c *clientState, seq uint64, resu
 			}
 		}
 	}
-	return w.tx.Set(clientKey(client), c.encode())
+	key := clientKey(client)
+	if err := w.tx.Set(key, c.encode()); err != nil {
+		return err
+	}
+	return w.tx.SetMemo(key, c.high)
 }
 
 func (w *window) changes(client crypto.PublicKey) *batchChanges {

@@ -38,6 +38,10 @@
 //	"Lx" deadline(8) id      expiry index: pending transfers with a timeout, by deadline
 //	"Ln"                     how many ledger events exist (8): numbers the next event id
 //
+// Memos (eventlog.Tx.Memo, kept by the log in memory only):
+//
+//	"c" client(32)           the client's highest retained seq, while it has results
+//
 // The package must never read a clock, randomness, the environment or map
 // iteration order, never touch the log outside the Tx it is given, and never
 // return an error for a bad command: a bad command is a Result. Time is the

@@ -45,17 +45,23 @@ func newDiskHarness(t *testing.T, cfg Config) *harness {
 
 func openHarness(t tb, cfg Config, opts eventlog.Options) *harness {
 	t.Helper()
+	m, err := NewMachine(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &harness{t: t, log: openTestLog(t, opts), m: m}
+}
+
+// openTestLog opens a log for the test genesis, closed when the test ends.
+func openTestLog(t tb, opts eventlog.Options) *eventlog.Log {
+	t.Helper()
 	opts.Genesis, opts.Logger = testGenesis, slog.New(slog.NewTextHandler(io.Discard, nil))
 	l, err := eventlog.Open(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	m, err := NewMachine(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &harness{t: t, log: l, m: m}
+	return l
 }
 
 // runRaw executes one batch at log time seq seconds and returns the encoded results.

@@ -171,18 +171,20 @@ func (m *Machine) Execute(tx *eventlog.Tx, reqs []Request) ([][]byte, error) {
 // executeOnce gives a request at-most-once semantics: a (client, seq) already
 // executed gets its stored result back, byte for byte, and changes nothing.
 func (m *Machine) executeOnce(tx *eventlog.Tx, w *window, lb *ledgerBatch, req *Request) ([]byte, error) {
-	if stored, found, err := tx.Get(resultKey(req.Client, req.ClientSeq)); err != nil {
-		return nil, err
-	} else if found {
-		if !lb.fits(cost{results: int64(len(stored))}) {
-			stored = noRoomForResult(tx, req, len(stored))
-		}
-		lb.resultBytes += int64(len(stored))
-		return stored, nil
-	}
 	cs, err := w.load(req.Client)
 	if err != nil {
 		return nil, err
+	}
+	if cs.mayBeRetained(req.ClientSeq) {
+		if stored, found, err := tx.Get(resultKey(req.Client, req.ClientSeq)); err != nil {
+			return nil, err
+		} else if found {
+			if !lb.fits(cost{results: int64(len(stored))}) {
+				stored = noRoomForResult(tx, req, len(stored))
+			}
+			lb.resultBytes += int64(len(stored))
+			return stored, nil
+		}
 	}
 	if w.tooOld(&cs, req.ClientSeq) {
 		res := Result{
