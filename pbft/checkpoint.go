@@ -22,6 +22,7 @@ func (r *Replica) Executed(seq uint64, stateDigest crypto.Digest) []Action {
 	}
 	r.executed = seq
 	if seq%r.cfg.CheckpointInterval != 0 || seq < r.stable {
+		r.maybePropose()
 		return r.flush()
 	}
 	env := r.sign(KindCheckpoint, &Checkpoint{Seq: seq, StateDigest: stateDigest, Replica: r.cfg.Self}, nil)

@@ -81,10 +81,12 @@ type Config struct {
 	// BatchDelay is how long a busy primary waits for a batch to fill.
 	BatchDelay time.Duration
 	// ProposalsInFlightMax paces a busy primary: with this many of its seqs
-	// proposed and not yet delivered, it proposes again only a full batch,
-	// so that under load batches grow instead of multiplying (each costs
-	// every replica signatures, messages and fsyncs). 0 leaves only the
-	// window as the bound. It is a local policy: safety never depends on it.
+	// proposed and not yet executed (reported through Executed), it proposes
+	// again only a full batch, so that under load batches grow instead of
+	// multiplying (each costs every replica signatures, messages and
+	// fsyncs), and a primary whose executor falls behind stops adding small
+	// batches to its backlog. 0 leaves only the window as the bound. It is a
+	// local policy: safety never depends on it.
 	ProposalsInFlightMax int
 	// WindowSeqs is L: with h the last stable checkpoint, seqs in (h, h+L]
 	// are accepted and may be proposed.

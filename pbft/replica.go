@@ -644,18 +644,19 @@ func (r *Replica) deliverReady() {
 }
 
 // maybePropose cuts and proposes batches at the primary: at once when idle;
-// when busy, once a batch is full or, while fewer than ProposalsInFlightMax
-// seqs await delivery, once its oldest request waited BatchDelay.
+// when busy (a seq proposed and not yet executed), once a batch is full or,
+// while fewer than ProposalsInFlightMax seqs await execution, once its oldest
+// request waited BatchDelay.
 func (r *Replica) maybePropose() {
 	if !r.isPrimary() || !r.active || !r.hasNow {
 		return
 	}
 	r.proposedSeq = max(r.proposedSeq, r.delivered, r.stable)
 	for r.pending.readyCount > 0 && r.proposedSeq < r.stable+r.cfg.WindowSeqs {
-		busy := r.proposedSeq > r.delivered
+		busy := r.proposedSeq > r.executed
 		full := r.pending.readyCount >= r.cfg.BatchRequestsMax || r.pending.readyBytes >= r.cfg.BatchBytesMax
 		if busy && !full {
-			if limit := r.cfg.ProposalsInFlightMax; limit > 0 && r.proposedSeq-r.delivered >= uint64(limit) {
+			if limit := r.cfg.ProposalsInFlightMax; limit > 0 && r.proposedSeq-r.executed >= uint64(limit) {
 				return
 			}
 			oldest, ok := r.pending.oldestReadyAt()

@@ -252,6 +252,45 @@ func TestProposalsInFlightMaxPacesTheBusyPrimary(t *testing.T) {
 	}
 }
 
+// A busy primary counts a seq in flight until its executor reports it
+// Executed, not merely until it is delivered: requests that arrive while the
+// executor works join the next batch instead of making a small one of their
+// own.
+func TestPacingWaitsForExecution(t *testing.T) {
+	s := newSim(t, simOptions{n: 4, seed: 9, cfg: func(c *Config) {
+		c.BatchDelay = 2 * time.Millisecond
+		c.BatchRequestsMax = 8
+		c.ProposalsInFlightMax = 1
+	}})
+	s.nodes[0].holdExecution = true
+	s.tick(time.Millisecond)
+	submit := func(i int) []Action { return submitNumbered(t, s, i) }
+	if len(sent(submit(0), KindPrePrepare)) != 1 {
+		t.Fatal("idle primary did not propose")
+	}
+	primary := s.nodes[0].r
+	s.runUntil(time.Second, "seq 1 delivered at the primary", func() bool { return primary.Status().Delivered == 1 })
+	for i := 1; i <= 3; i++ {
+		if pps := sent(submit(i), KindPrePrepare); len(pps) != 0 {
+			t.Fatalf("request %d: proposed while seq 1 is delivered but not executed", i)
+		}
+	}
+	for range 20 {
+		if pps := sent(s.tickOne(0, time.Millisecond), KindPrePrepare); len(pps) != 0 {
+			t.Fatalf("proposed a batch that is not full before seq 1 was executed (at %v)", s.now.Sub(simEpoch))
+		}
+	}
+	pps := sent(s.executeHeld(0), KindPrePrepare)
+	if len(pps) != 1 || len(pps[0].Batch) != 3 {
+		t.Fatalf("once seq 1 was executed: %d pre-prepares, want one of the 3 waiting requests", len(pps))
+	}
+	s.nodes[0].holdExecution = false
+	s.runUntil(time.Second, "all applied", s.allApplied(4))
+	if st := primary.Status(); st.Delivered != 2 {
+		t.Fatalf("delivered %d seqs, want 2", st.Delivered)
+	}
+}
+
 func TestPipelining(t *testing.T) {
 	s := newSim(t, simOptions{n: 4, seed: 6, cfg: func(c *Config) { c.BatchDelay = time.Millisecond }})
 	s.delayMax = 4 * time.Millisecond

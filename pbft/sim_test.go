@@ -114,6 +114,11 @@ type simNode struct {
 	restarts  int
 	// maxInFlight is the most seqs this instance had in flight at once.
 	maxInFlight int
+	// holdExecution keeps the seqs this replica delivers in heldExecution
+	// instead of reporting them Executed at once, as a slow executor would;
+	// executeHeld reports them.
+	holdExecution bool
+	heldExecution []uint64
 }
 
 type sim struct {
@@ -735,7 +740,25 @@ func (s *sim) deliver(node *simNode, d Deliver) {
 		s.agree(node, d)
 	}
 	s.applied(node, d.Seq, d.Timestamp, d.Digest, d.Batch)
+	if node.holdExecution {
+		node.heldExecution = append(node.heldExecution, d.Seq)
+		return
+	}
 	s.applyTo(node, node.r.Executed(d.Seq, node.chainHash))
+}
+
+// executeHeld reports replica i's held seqs Executed, in order, and returns
+// the actions.
+func (s *sim) executeHeld(i uint32) []Action {
+	node := s.nodes[i]
+	var acts []Action
+	for _, seq := range node.heldExecution {
+		more := node.r.Executed(seq, node.chainHash)
+		s.applyTo(node, more)
+		acts = append(acts, more...)
+	}
+	node.heldExecution = nil
+	return acts
 }
 
 // agree checks I1, I3 and I4 for an honest delivery and extends the agreed log.
