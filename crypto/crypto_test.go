@@ -244,15 +244,22 @@ func BenchmarkVerifySingle(b *testing.B) {
 	}
 }
 
-func BenchmarkVerifyBatch64(b *testing.B) {
-	chain := Hash([]byte("c"))
-	body := bytes.Repeat([]byte{7}, 200)
-	keys := make([]PrivateKey, 64)
-	sigs := make([][]byte, 64)
+// signedByMany is one body signed by n keys on chain.
+func signedByMany(b *testing.B, chain Digest, body []byte, n int) ([]PrivateKey, [][]byte) {
+	b.Helper()
+	keys := make([]PrivateKey, n)
+	sigs := make([][]byte, n)
 	for i := range keys {
 		keys[i] = testKey(b, byte(i+1))
 		sigs[i] = NewSigner(keys[i], chain).Sign("req", body)
 	}
+	return keys, sigs
+}
+
+func BenchmarkVerifyBatch64(b *testing.B) {
+	chain := Hash([]byte("c"))
+	body := bytes.Repeat([]byte{7}, 200)
+	keys, sigs := signedByMany(b, chain, body, 64)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		bv := NewBatchVerifier(chain, 64)
@@ -396,12 +403,7 @@ func TestExpandedKeyCacheIsBounded(t *testing.T) {
 func BenchmarkVerifyBatchSizes(b *testing.B) {
 	chain := Hash([]byte("c"))
 	body := bytes.Repeat([]byte{7}, 200)
-	keys := make([]PrivateKey, 64)
-	sigs := make([][]byte, 64)
-	for i := range keys {
-		keys[i] = testKey(b, byte(i+1))
-		sigs[i] = NewSigner(keys[i], chain).Sign("req", body)
-	}
+	keys, sigs := signedByMany(b, chain, body, 64)
 	for _, size := range []int{1, 2, 3, 4, 6, 8, 12, 16, 32, 64} {
 		b.Run(fmt.Sprintf("n=%d", size), func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
