@@ -23,17 +23,6 @@ type tb interface {
 	Cleanup(func())
 }
 
-// openMemTB is openMem for a rapid check: the log closes with the check.
-func openMemTB(t tb) *Log {
-	t.Helper()
-	l, err := Open(Options{InMemory: true, Genesis: testGenesis, Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l
-}
-
 // checkBounds fails unless m is within its bounds and its byte count is
 // what its entries cost.
 func checkBounds[V any](t tb, what string, m *boundedMap[V]) {
@@ -117,7 +106,7 @@ func TestExecutorCacheIsTransparent(t *testing.T) {
 			state: rapid.IntRange(0, 6).Draw(rt, "states"), stateBytes: rapid.IntRange(0, 6*(cacheEntryOverheadBytes+20)).Draw(rt, "state bytes"),
 			memos: rapid.IntRange(0, 6).Draw(rt, "memos"), memosBytes: 6 * (cacheEntryOverheadBytes + 12),
 		}
-		logs := []*Log{openMemTB(rt), openMemTB(rt), openMemTB(rt)}
+		logs := []*Log{openMem(rt), openMem(rt), openMem(rt)}
 		logs[0].cache = newExecCache(small)
 		logs[2].cache = newExecCache(cacheBounds{})
 		state := map[string][]byte{}

@@ -22,7 +22,8 @@ var testGenesis = crypto.Hash([]byte("test genesis"))
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func openMem(t testing.TB) *Log {
+// openMem opens an in-memory log that closes with the test (or rapid check).
+func openMem(t tb) *Log {
 	t.Helper()
 	l, err := Open(Options{InMemory: true, Genesis: testGenesis, Logger: quietLogger()})
 	if err != nil {
