@@ -186,6 +186,10 @@ type ProcSummary struct {
 	CPUPercentMean float64 `json:"cpu_percent_mean"`
 	CPUPercentMax  float64 `json:"cpu_percent_max"`
 	RSSMBMax       float64 `json:"rss_mb_max"`
+	// CPUMsPerEvent is the process's CPU time per committed event of the
+	// window: on a shared machine a steadier measure of what a build costs
+	// than events/s, which the other processes' load moves.
+	CPUMsPerEvent float64 `json:"cpu_ms_per_event,omitempty"`
 }
 
 // Summary returns each process's use since the sampler was made.

@@ -63,8 +63,12 @@ type Summary struct {
 	// BatchesCommitted and EventsPerBatch are from the sampled node's
 	// executed_seq over the same window: most of a node's work is per batch
 	// (signatures, fsyncs, messages), so they say how far it is spread.
-	BatchesCommitted   uint64        `json:"batches_committed,omitempty"`
-	EventsPerBatch     float64       `json:"events_per_batch,omitempty"`
+	BatchesCommitted uint64  `json:"batches_committed,omitempty"`
+	EventsPerBatch   float64 `json:"events_per_batch,omitempty"`
+	// NodesCPUMsPerEvent is the CPU time per committed event of every
+	// local node together (see ProcSummary.CPUMsPerEvent); absent when the
+	// nodes are not local.
+	NodesCPUMsPerEvent float64       `json:"nodes_cpu_ms_per_event,omitempty"`
 	ClientEventsPerSec float64       `json:"client_events_per_sec"`
 	Attempted          uint64        `json:"attempted"`
 	Completed          uint64        `json:"completed"`

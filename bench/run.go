@@ -494,6 +494,19 @@ func (r *runner) result(load *Load, series []Second, ps *procSampler, lags *Hist
 	if bound := s.SigVerifyBoundPerSec; bound > 0 {
 		s.SigVerifyFraction = round(s.EventsPerSec/bound, 4)
 	}
+	if s.EventsPerSec > 0 {
+		// The sampler lists the local nodes first, then this process.
+		var nodes float64
+		for i := range s.Processes {
+			p := &s.Processes[i]
+			ms := p.CPUPercentMean * 10 / s.EventsPerSec
+			p.CPUMsPerEvent = round(ms, 4)
+			if i < len(r.procs) {
+				nodes += ms
+			}
+		}
+		s.NodesCPUMsPerEvent = round(nodes, 4)
+	}
 	if lagSamples > 0 {
 		p50 := float64(lags.Quantile(0.50)) / 1000
 		p99 := float64(lags.Quantile(0.99)) / 1000

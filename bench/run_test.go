@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"image/png"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -103,6 +104,13 @@ func TestBenchRunAgainstNodesWritesTheReport(t *testing.T) {
 	}
 	if len(s.Processes) != 1 || s.Processes[0].Name != "bench" || s.Processes[0].PID != os.Getpid() {
 		t.Errorf("processes %+v, want only this one", s.Processes)
+	}
+	// CPU per event: the generator's own, and none for nodes that are not local.
+	if p := s.Processes[0]; p.CPUPercentMean <= 0 || math.Abs(p.CPUMsPerEvent-p.CPUPercentMean*10/s.EventsPerSec) > 1e-3 {
+		t.Errorf("generator at %v %% of a core and %v events/s: %v ms of CPU per event", p.CPUPercentMean, s.EventsPerSec, p.CPUMsPerEvent)
+	}
+	if s.NodesCPUMsPerEvent != 0 {
+		t.Errorf("nodes_cpu_ms_per_event %v without local nodes", s.NodesCPUMsPerEvent)
 	}
 	if _, clients, _ := fn.counts(); clients != 3 {
 		t.Errorf("node saw %d client keys, want 3 (one per client)", clients)
