@@ -166,9 +166,17 @@ func (n *Node) submitHTTP(w http.ResponseWriter, r *http.Request) (code string, 
 	if !n.admits(req.Client) {
 		return "not_admitted", http.StatusForbidden, fmt.Sprintf("client %v is not admitted (not on the genesis allowlist, or not a usable Ed25519 key)", req.Client)
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), replyTimeout)
+	defer cancel()
 	h := crypto.Hash(raw)
 	if !n.verified.has(h) {
-		if !crypto.Verify(req.Client, pbft.KindRequest.String(), n.chain, sr.Body, sr.Sig) {
+		ok, err := n.checkSubmit(ctx, req.Client, sr.Body, sr.Sig)
+		switch {
+		case errors.Is(err, errStopping):
+			return "stopping", http.StatusServiceUnavailable, "the node is stopping"
+		case err != nil:
+			return "busy", http.StatusTooManyRequests, "no signature check in time: the node is overloaded"
+		case !ok:
 			return "bad_signature", http.StatusUnauthorized, "request signature does not verify for this chain"
 		}
 		n.verified.add(h)
@@ -180,8 +188,6 @@ func (n *Node) submitHTTP(w http.ResponseWriter, r *http.Request) (code string, 
 		n.host.Send(p, frame)
 		n.metrics.forwards.WithLabelValues("primary").Inc()
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), replyTimeout)
-	defer cancel()
 	done := make(chan error, 1)
 	select {
 	case n.submitCh <- submission{raw: raw, done: done}:

@@ -106,6 +106,7 @@ type Node struct {
 	replies       *replyTracker
 
 	submitCh     chan submission
+	submitChecks chan *submitCheck
 	stepCh       chan pbft.Message
 	execCh       chan execItem
 	appliedKick  chan struct{}
@@ -158,19 +159,20 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: key %v is not a validator in genesis %q", cfg.Key.Public(), g.ChainID)
 	}
 	n := &Node{
-		cfg:         cfg,
-		genesis:     g,
-		chain:       g.Hash(),
-		keys:        g.Keys(),
-		self:        uint32(self),
-		log:         cfg.Logger.With("node", g.Validators[self].Name),
-		verified:    newRequestCache(verifiedCacheLen),
-		submitCh:    make(chan submission, submitQueueLen),
-		stepCh:      make(chan pbft.Message, inboundQueueLen),
-		execCh:      make(chan execItem, executeQueueLen),
-		appliedKick: make(chan struct{}, 1),
-		fetchKick:   make(chan uint64, 1),
-		stop:        make(chan struct{}),
+		cfg:          cfg,
+		genesis:      g,
+		chain:        g.Hash(),
+		keys:         g.Keys(),
+		self:         uint32(self),
+		log:          cfg.Logger.With("node", g.Validators[self].Name),
+		verified:     newRequestCache(verifiedCacheLen),
+		submitCh:     make(chan submission, submitQueueLen),
+		submitChecks: make(chan *submitCheck, submitChecksQueueLen),
+		stepCh:       make(chan pbft.Message, inboundQueueLen),
+		execCh:       make(chan execItem, executeQueueLen),
+		appliedKick:  make(chan struct{}, 1),
+		fetchKick:    make(chan uint64, 1),
+		stop:         make(chan struct{}),
 	}
 	n.signer = crypto.NewSigner(cfg.Key, n.chain)
 	n.metrics = newMetrics()
@@ -295,7 +297,8 @@ func (n *Node) Start() error {
 	}
 	n.host.Start()
 	n.views.Start()
-	n.wg.Add(4)
+	n.wg.Add(5)
+	go n.runSubmitChecker()
 	go n.runVerifier()
 	go n.runDriver()
 	go n.runExecutor()
