@@ -32,6 +32,7 @@ type metrics struct {
 	logSyncSeconds  prometheus.Histogram // the executor's group fsync
 	batchRequests   prometheus.Histogram // requests per executed batch
 	verifyChunkSigs prometheus.Histogram // signatures per verification chunk
+	submitCheckSigs prometheus.Histogram // HTTP submit signatures per batch check
 }
 
 // secondsBuckets span 50 µs to about 3.3 s.
@@ -68,10 +69,11 @@ func newMetrics() *metrics {
 		logSyncSeconds:  histogram("ordo_log_sync_seconds", "The executor's group fsync of applied batches.", secondsBuckets),
 		batchRequests:   histogram("ordo_batch_requests", "Client requests per executed batch.", prometheus.ExponentialBuckets(1, 2, 12)),
 		verifyChunkSigs: histogram("ordo_verify_chunk_signatures", "Signatures checked together in one verification chunk.", prometheus.ExponentialBuckets(1, 2, 12)),
+		submitCheckSigs: histogram("ordo_submit_check_signatures", "HTTP submits whose signatures the gateway checked together.", prometheus.ExponentialBuckets(1, 2, 8)),
 	}
 	m.reg.MustRegister(m.refusals, m.submits, m.forwards, m.batches, m.requests, m.events, m.fsyncs, m.fetched, m.halted,
 		m.submitSeconds, m.roundSeconds, m.protocolWrite, m.verifySeconds, m.applySeconds, m.logSyncSeconds,
-		m.batchRequests, m.verifyChunkSigs,
+		m.batchRequests, m.verifyChunkSigs, m.submitCheckSigs,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

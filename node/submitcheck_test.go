@@ -16,7 +16,7 @@ import (
 // that stops answers the ones still waiting.
 func TestSubmitChecksAnswerEach(t *testing.T) {
 	chain := crypto.Hash([]byte("submit checks"))
-	n := &Node{chain: chain, submitChecks: make(chan *submitCheck, submitChecksQueueLen), stop: make(chan struct{})}
+	n := &Node{chain: chain, metrics: newMetrics(), submitChecks: make(chan *submitCheck, submitChecksQueueLen), stop: make(chan struct{})}
 	n.wg.Add(1)
 	go n.runSubmitChecker()
 
