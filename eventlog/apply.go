@@ -234,15 +234,11 @@ func (tx *Tx) StreamVersion(stream string) (int64, error) {
 	if u, ok := tx.cache.heads.get(stream); ok {
 		ver = int64(u)
 	} else {
-		v, found, err := tx.get(streamHeadKey(stream))
+		u, found, err := lastStreamVersion(tx.committed(), stream)
 		if err != nil {
 			return 0, err
 		}
 		if found {
-			u, err := decodeU64("stream head "+stream, v)
-			if err != nil {
-				return 0, err
-			}
 			ver = int64(u)
 		}
 	}
@@ -292,7 +288,7 @@ func (tx *Tx) AppendEvents(stream string, evs []NewEvent) (positions []uint64, l
 	}
 	// Encode everything first: the append is written whole or not at all.
 	stored := make([]storedEvent, len(evs))
-	kvs := make([]keyValue, 0, 3*len(evs)+1)
+	kvs := make([]keyValue, 0, 3*len(evs))
 	version := uint64(cur + 1)
 	lastVersion = version + uint64(len(evs)) - 1
 	var seen map[[16]byte]struct{} // only membership is asked of it
@@ -338,7 +334,6 @@ func (tx *Tx) AppendEvents(stream string, evs []NewEvent) (positions []uint64, l
 			keyValue{streamKey(stream, ev.Version), u64(ev.Position)},
 			keyValue{idKey(ev.ID), ref})
 	}
-	kvs = append(kvs, keyValue{streamHeadKey(stream), u64(lastVersion)})
 	var cost int64
 	for _, kv := range kvs {
 		cost += writeCost(len(kv.key), len(kv.val))

@@ -16,7 +16,10 @@
 //	0x10 seq(8)                       Entry (codec)
 //	0x11 position(8)                  Event (codec)
 //	0x12 stream 0x00 version(8)       position(8) of that stream version
-//	0x13 stream                       version(8) of the stream's last event
+//	0x13 stream                       retired: logs written before 2026-12-03 hold a
+//	                                  stream's last version here; nothing reads it now
+//	                                  (the stream's greatest 0x12 key says it), so the
+//	                                  prefix must never be reused
 //	0x14 id(16)                       EventRef (codec): where an event ID lives
 //	0x20 key                          replicated executor state (Tx.Get/Set/Delete)
 //	0x30 key                          node protocol state (PutMeta/GetMeta/ScanMeta)

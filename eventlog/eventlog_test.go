@@ -930,3 +930,47 @@ func TestCorruptValueDetected(t *testing.T) {
 		t.Fatalf("corrupt stored event served: %v", err)
 	}
 }
+
+// A stream's version comes from its greatest index key, which no other
+// stream's keys can sort among, even one whose name extends it; the head key
+// that logs before 2026-12-03 wrote (0x13 stream) is never read.
+func TestStreamVersionFromIndex(t *testing.T) {
+	l := openMem(t)
+	// What an older log holds for "s": a head that now disagrees with it.
+	if err := l.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(append([]byte{0x13}, "s"...), u64(99))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Apply(header(1, 0), func(tx *Tx) ([][]byte, error) {
+		if _, _, err := tx.AppendEvents("s", numberedEvents(1, 3, 10)); err != nil {
+			return nil, err
+		}
+		_, _, err := tx.AppendEvents("s\xff", numberedEvents(4, 5, 10))
+		return nil, err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cached := range []bool{true, false} {
+		if !cached {
+			l.cache = newExecCache(cacheBounds{})
+		}
+		if _, err := l.Apply(header(uint64(map[bool]int{true: 2, false: 3}[cached]), 0), func(tx *Tx) ([][]byte, error) {
+			for stream, want := range map[string]int64{"s": 2, "s\xff": 4, "t": -1, "s\xff\xff": -1} {
+				if v, err := tx.StreamVersion(stream); err != nil || v != want {
+					t.Errorf("cached %v: StreamVersion(%q) = %d (%v), want %d", cached, stream, v, err, want)
+				}
+			}
+			return nil, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, next, err := l.ReadStream("s", StreamEnd, 10, true)
+	if err != nil || len(evs) != 3 || evs[0].Version != 2 || evs[2].Version != 0 || next != 0 {
+		t.Fatalf("ReadStream(s) backwards = %d events from version %v, next %d (%v)", len(evs), evs, next, err)
+	}
+	if _, _, err := l.ReadStream("t", 0, 10, false); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("ReadStream of a stream with no events: %v, want ErrNotFound", err)
+	}
+}

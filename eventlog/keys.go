@@ -8,15 +8,15 @@ import (
 
 // Key prefixes; see doc.go for the layout.
 const (
-	prefixHead       byte = 0x01
-	prefixGenesis    byte = 0x02
-	prefixEntry      byte = 0x10
-	prefixEvent      byte = 0x11
-	prefixStream     byte = 0x12
-	prefixStreamHead byte = 0x13
-	prefixID         byte = 0x14
-	prefixState      byte = 0x20
-	prefixMeta       byte = 0x30
+	prefixHead    byte = 0x01
+	prefixGenesis byte = 0x02
+	prefixEntry   byte = 0x10
+	prefixEvent   byte = 0x11
+	prefixStream  byte = 0x12
+	// 0x13 is retired: older logs hold stream head keys there (doc.go).
+	prefixID    byte = 0x14
+	prefixState byte = 0x20
+	prefixMeta  byte = 0x30
 )
 
 // Bounds on names and keys.
@@ -62,10 +62,6 @@ func streamPrefix(stream string) []byte {
 
 func streamKey(stream string, version uint64) []byte {
 	return append(streamPrefix(stream), u64(version)...)
-}
-
-func streamHeadKey(stream string) []byte {
-	return append([]byte{prefixStreamHead}, stream...)
 }
 
 func idKey(id [16]byte) []byte {

@@ -232,16 +232,12 @@ func (l *Log) ReadStream(stream string, from uint64, limit int, backwards bool) 
 	var events []Event
 	next := from
 	err := l.db.View(func(txn *badger.Txn) error {
-		hv, found, err := get(txn, streamHeadKey(stream))
+		last, found, err := lastStreamVersion(txn, stream)
 		if err != nil {
 			return err
 		}
 		if !found {
 			return ErrNotFound
-		}
-		last, err := decodeU64("stream head", hv)
-		if err != nil {
-			return err
 		}
 		start := from
 		if backwards && start > last {
@@ -292,6 +288,24 @@ func (l *Log) ReadStream(stream string, from uint64, limit int, backwards bool) 
 		return nil, from, fmt.Errorf("read stream %s from %d: %w", stream, from, err)
 	}
 	return events, next, nil
+}
+
+// lastStreamVersion is the version of the stream's last event, read from its
+// greatest index key; found is false when the stream has no events.
+func lastStreamVersion(txn *badger.Txn, stream string) (version uint64, found bool, err error) {
+	prefix := streamPrefix(stream)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
+	defer it.Close()
+	// Backwards, Seek stops at the greatest key at or below its argument.
+	it.Seek(streamKey(stream, math.MaxUint64))
+	if !it.ValidForPrefix(prefix) {
+		return 0, false, nil
+	}
+	version, err = decodeU64("stream key of "+stream, it.Item().Key()[len(prefix):])
+	if err != nil {
+		return 0, false, err
+	}
+	return version, true, nil
 }
 
 // StreamEnd is the from that reads a stream backwards from its last event.
