@@ -37,15 +37,7 @@ func (n *Node) runExecutor() {
 		case it := <-n.execCh:
 			group = append(group, it)
 		}
-	drain:
-		for len(group) < executeGroupMax {
-			select {
-			case it := <-n.execCh:
-				group = append(group, it)
-			default:
-				break drain
-			}
-		}
+		group = appendWaiting(group, n.execCh, executeGroupMax)
 		for _, it := range group {
 			a, ok := n.execute(it)
 			if !ok {

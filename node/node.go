@@ -433,3 +433,17 @@ func loadProjectionSpecs(home string) ([]cqrs.Spec, error) {
 	}
 	return nil, fmt.Errorf("home %s has %s: keep one projection file", home, strings.Join(found, " and "))
 }
+
+// appendWaiting appends to batch what already waits on ch, without blocking,
+// until batch holds max.
+func appendWaiting[T any](batch []T, ch <-chan T, max int) []T {
+	for len(batch) < max {
+		select {
+		case v := <-ch:
+			batch = append(batch, v)
+		default:
+			return batch
+		}
+	}
+	return batch
+}

@@ -72,15 +72,7 @@ func (n *Node) runSubmitChecker() {
 			batch = append(batch, c)
 		}
 		flowing := time.Since(idleSince) < submitCheckHold
-	drain:
-		for len(batch) < submitCheckBatchMax {
-			select {
-			case c := <-n.submitChecks:
-				batch = append(batch, c)
-			default:
-				break drain
-			}
-		}
+		batch = appendWaiting(batch, n.submitChecks, submitCheckBatchMax)
 		if flowing && len(batch) < submitCheckBatchMax {
 			hold.Reset(submitCheckHold)
 		gather:
