@@ -70,7 +70,35 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
+// newTestCluster starts n validators on free loopback ports. A port found free
+// can be taken by another process before libp2p binds it (test binaries of
+// other packages run alongside), so a cluster that cannot bind is closed and
+// made again on other ports, up to clusterStartTries times.
 func newTestCluster(t testing.TB, n int, tweaks ...func(*Params)) *testCluster {
+	t.Helper()
+	const clusterStartTries = 3
+	for try := 1; ; try++ {
+		c := makeTestCluster(t, n, tweaks...)
+		err := c.startAll()
+		if err == nil {
+			t.Cleanup(func() {
+				for i := range c.nodes {
+					c.stop(i)
+				}
+			})
+			return c
+		}
+		for i := range c.nodes {
+			c.stop(i)
+		}
+		if !strings.Contains(err.Error(), "address already in use") || try == clusterStartTries {
+			t.Fatal(err)
+		}
+		t.Logf("try %d: %v; again on other ports", try, err)
+	}
+}
+
+func makeTestCluster(t testing.TB, n int, tweaks ...func(*Params)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, genesis: &Genesis{ChainID: "ordo-test", Params: DefaultParams(), Admission: Admission{Mode: AdmissionOpen}}}
 	for _, tweak := range tweaks {
@@ -96,27 +124,36 @@ func newTestCluster(t testing.TB, n int, tweaks ...func(*Params)) *testCluster {
 		t.Fatal(err)
 	}
 	c.nodes = make([]*Node, n)
-	for i := range c.nodes {
-		c.start(i)
-	}
-	t.Cleanup(func() {
-		for i := range c.nodes {
-			c.stop(i)
-		}
-	})
 	return c
+}
+
+func (c *testCluster) startAll() error {
+	for i := range c.nodes {
+		if err := c.tryStart(i); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (c *testCluster) start(i int) {
 	c.t.Helper()
+	if err := c.tryStart(i); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+func (c *testCluster) tryStart(i int) error {
 	nd, err := New(Config{Genesis: c.genesis, Key: c.keys[i], DataDir: c.dirs[i], APIListen: "127.0.0.1:0", Logger: testLogger(c.t).With("i", i)})
 	if err != nil {
-		c.t.Fatalf("start node %d: %v", i, err)
+		return fmt.Errorf("start node %d: %w", i, err)
 	}
 	if err := nd.Start(); err != nil {
-		c.t.Fatalf("start node %d: %v", i, err)
+		nd.Close()
+		return fmt.Errorf("start node %d: %w", i, err)
 	}
 	c.nodes[i] = nd
+	return nil
 }
 
 func (c *testCluster) stop(i int) {
