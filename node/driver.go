@@ -12,9 +12,9 @@ import (
 	"github.com/ordoledger/ordo/pbft"
 )
 
-// Protocol-state keys in the event log's meta key space. Every envelope the
-// core asks to persist is kept under pbft/env/<counter>, the counter giving the
-// order of the Persists, until pbft.Prunable releases it.
+// Protocol-state keys (protoStore). Every envelope the core asks to persist is
+// kept under pbft/env/<counter>, the counter giving the order of the Persists,
+// until pbft.Prunable releases it.
 const (
 	metaView      = "pbft/view"
 	metaEnvPrefix = "pbft/env/"
@@ -23,9 +23,9 @@ const (
 	pruneInterval = time.Second
 	// pruneDeletesMax bounds the envelopes one round deletes. A checkpoint
 	// releases about checkpoint_interval × (2f+3) of them, which with 256
-	// validators and a long interval would exceed the 100,000 keys badger
-	// takes in one transaction of the protocol store; the rest go in the
-	// next rounds.
+	// validators and a long interval would be millions of keys in one record
+	// of the protocol state (protoRecordBytesMax); the rest go in the next
+	// rounds.
 	pruneDeletesMax = 8192
 )
 

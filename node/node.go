@@ -87,7 +87,7 @@ type Node struct {
 	signer  *crypto.Signer
 
 	store   *eventlog.Log // the committed log; written by the executor alone
-	proto   *eventlog.Log // protocol state (votes, view) in its own badger: a vote never waits behind a batch's write
+	proto   *protoStore   // protocol state (votes, view) in its own file: a vote never waits behind a batch's write
 	machine *ledger.Machine
 	views   *cqrs.Engine
 	host    *p2p.Host
@@ -189,11 +189,11 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: open event log: %w", err)
 	}
-	protoDir := ""
-	if !cfg.InMemory {
-		protoDir = filepath.Join(cfg.DataDir, "protocol")
+	protoDir := cfg.DataDir
+	if cfg.InMemory {
+		protoDir = ""
 	}
-	n.proto, err = eventlog.Open(eventlog.Options{Dir: protoDir, InMemory: cfg.InMemory, Genesis: n.chain, Logger: n.log})
+	n.proto, err = openProtoStore(protoDir, n.chain, n.log)
 	if err != nil {
 		n.store.Close()
 		return nil, fmt.Errorf("node: open protocol state: %w", err)
