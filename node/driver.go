@@ -120,18 +120,39 @@ func (n *Node) runDriver() {
 	defer n.wg.Done()
 	ticker := time.NewTicker(tickInterval)
 	defer ticker.Stop()
-	var acts []pbft.Action
+	var (
+		acts      []pbft.Action
+		idle      bool
+		lastInput = time.Now()
+	)
+	// input notes that an input came: an idle driver ticks at once and then
+	// at tickInterval again.
+	input := func() {
+		lastInput = time.Now()
+		if idle {
+			idle = false
+			ticker.Reset(tickInterval)
+			acts = append(acts, n.replica.Tick(lastInput)...)
+		}
+	}
 	for {
 		select {
 		case <-n.stop:
 			return
 		case s := <-n.submitCh:
+			input()
 			acts = n.submit(acts, s)
 		case m := <-n.stepCh:
+			input()
 			acts = append(acts, n.replica.Step(m)...)
 		case now := <-ticker.C:
 			acts = append(acts, n.replica.Tick(now)...)
+			if !idle && now.Sub(lastInput) >= tickIdleAfter {
+				idle = true
+				ticker.Reset(tickIdleInterval)
+			}
 		case <-n.appliedKick:
+			input()
 			acts = n.noteApplied(acts)
 		}
 		start := time.Now()
