@@ -120,19 +120,12 @@ func (n *Node) runDriver() {
 	defer n.wg.Done()
 	ticker := time.NewTicker(tickInterval)
 	defer ticker.Stop()
-	var (
-		acts      []pbft.Action
-		idle      bool
-		lastInput = time.Now()
-	)
-	// input notes that an input came: an idle driver ticks at once and then
-	// at tickInterval again.
+	var acts []pbft.Action
+	pacer := tickPacer{lastInput: time.Now()}
 	input := func() {
-		lastInput = time.Now()
-		if idle {
-			idle = false
+		if now := time.Now(); pacer.input(now) {
 			ticker.Reset(tickInterval)
-			acts = append(acts, n.replica.Tick(lastInput)...)
+			acts = append(acts, n.replica.Tick(now)...)
 		}
 	}
 	for {
@@ -147,8 +140,7 @@ func (n *Node) runDriver() {
 			acts = append(acts, n.replica.Step(m)...)
 		case now := <-ticker.C:
 			acts = append(acts, n.replica.Tick(now)...)
-			if !idle && now.Sub(lastInput) >= tickIdleAfter {
-				idle = true
+			if pacer.ticked(now) {
 				ticker.Reset(tickIdleInterval)
 			}
 		case <-n.appliedKick:
@@ -175,6 +167,32 @@ func (n *Node) runDriver() {
 		n.status.Store(&st)
 		since(n.metrics.roundSeconds, start)
 	}
+}
+
+// tickPacer slows the driver's ticker while no input comes (see
+// tickIdleAfter).
+type tickPacer struct {
+	idle      bool
+	lastInput time.Time
+}
+
+// input notes an input at now and reports whether the driver was idle: then
+// the core must tick at once, and the ticker go back to tickInterval.
+func (p *tickPacer) input(now time.Time) bool {
+	p.lastInput = now
+	wasIdle := p.idle
+	p.idle = false
+	return wasIdle
+}
+
+// ticked reports whether the driver turns idle at a tick at now: then the
+// ticker slows to tickIdleInterval.
+func (p *tickPacer) ticked(now time.Time) bool {
+	if p.idle || now.Sub(p.lastInput) < tickIdleAfter {
+		return false
+	}
+	p.idle = true
+	return true
 }
 
 func (n *Node) submit(acts []pbft.Action, s submission) []pbft.Action {
