@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ordoledger/ordo/crypto"
 	"github.com/ordoledger/ordo/eventlog"
@@ -76,6 +77,7 @@ type protoStore struct {
 	// nothing more is written.
 	failed error
 	buf    []byte
+	logger *slog.Logger
 	// recordMax and compactMin are protoRecordBytesMax and
 	// protoCompactBytesMin (tests lower them).
 	recordMax  int
@@ -85,7 +87,7 @@ type protoStore struct {
 // openProtoStore opens the protocol state in dataDir, or in memory when
 // dataDir is empty. A store written for another chain is refused.
 func openProtoStore(dataDir string, chain crypto.Digest, logger *slog.Logger) (*protoStore, error) {
-	s := &protoStore{chain: chain, live: map[string][]byte{}, recordMax: protoRecordBytesMax, compactMin: protoCompactBytesMin}
+	s := &protoStore{chain: chain, logger: logger, live: map[string][]byte{}, recordMax: protoRecordBytesMax, compactMin: protoCompactBytesMin}
 	if dataDir == "" {
 		return s, nil
 	}
@@ -442,6 +444,7 @@ func (s *protoStore) append(rec []byte, sync bool) error {
 
 // compact rewrites the file with only the live keys.
 func (s *protoStore) compact() error {
+	start, before := time.Now(), s.size
 	if err := s.f.Close(); err != nil {
 		return fmt.Errorf("compact: %w", err)
 	}
@@ -454,6 +457,7 @@ func (s *protoStore) compact() error {
 		return fmt.Errorf("compact: %w", err)
 	}
 	s.f = f
+	s.logger.Info("protocol state: compacted", "bytes_before", before, "bytes_after", s.size, "keys", len(s.live), "took", time.Since(start))
 	return nil
 }
 
