@@ -261,7 +261,7 @@ func (n *Node) carry(acts []pbft.Action) bool {
 	}
 	if len(set) > 0 || len(del) > 0 {
 		start := time.Now()
-		if err := n.proto.PutMeta(set, del, len(set) > 0); err != nil {
+		if err := n.proto.PutMeta(set, del); err != nil {
 			n.halt("persisting protocol state failed; this replica stops voting", err)
 			return false
 		}
@@ -269,10 +269,8 @@ func (n *Node) carry(acts []pbft.Action) bool {
 		for _, k := range del {
 			delete(n.persisted, k)
 		}
-		if len(set) > 0 {
-			n.metrics.fsyncs.Inc()
-			since(n.metrics.protocolWrite, start)
-		}
+		n.metrics.fsyncs.Inc()
+		since(n.metrics.protocolWrite, start)
 	}
 	if n.cfg.Byzantine != "" {
 		acts = n.misbehave(acts)

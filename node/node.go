@@ -209,6 +209,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.machine, err = ledger.NewMachine(ledger.Config{})
 	if err != nil {
+		n.proto.Close()
 		n.store.Close()
 		return nil, fmt.Errorf("node: ledger: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,14 +31,19 @@ import (
 // of the body (4 bytes), body.
 // A body holds one PutMeta: the keys it sets, each with its value, then the
 // keys it deletes; counts and lengths are uvarints. Replaying the records in
-// order gives the state. Records are fsynced one at a time, so only the last
-// can be torn by a crash; a broken record that runs to the end of the file is
-// cut off, any other is corruption and the node refuses to start.
+// order gives the state. Every record is fdatasynced before the next is
+// written, so only the last can be torn by a crash, in any of its blocks. A
+// broken record with no whole record after it is that torn last record and is
+// cut off; one with a whole record after it is damage a crash cannot cause,
+// and the node refuses to start rather than forget the votes after it.
 const (
 	protocolStateFile = "protocol.log"
 	// protocolStateDirOld is where older nodes kept the protocol state, in a
-	// badger store; a node that finds it moves its keys into the file.
+	// badger store; a node that finds it moves its keys into the file. Once
+	// the file holds them the store is renamed with protoRetiredSuffix, then
+	// removed, so a crash never leaves half a store where a whole one was.
 	protocolStateDirOld = "protocol"
+	protoRetiredSuffix  = ".retired"
 	// protoRecordBytesMax bounds one record (one round's protocol state).
 	// badger, which held it before, took about 9.6 MiB in one transaction.
 	protoRecordBytesMax = 64 << 20
@@ -82,6 +88,9 @@ type protoStore struct {
 	// protoCompactBytesMin (tests lower them).
 	recordMax  int
 	compactMin int64
+	// compactAfter holds the next compaction off until the file reaches it,
+	// after one failed.
+	compactAfter int64
 }
 
 // openProtoStore opens the protocol state in dataDir, or in memory when
@@ -93,22 +102,30 @@ func openProtoStore(dataDir string, chain crypto.Digest, logger *slog.Logger) (*
 	}
 	s.path = filepath.Join(dataDir, protocolStateFile)
 	oldDir := filepath.Join(dataDir, protocolStateDirOld)
-	_, err := os.Stat(s.path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		if err := s.create(oldDir, logger); err != nil {
-			return nil, err
-		}
-	case err != nil:
+	// What a crash left of a rewrite before its rename, or of a retired old
+	// store: the file is whole without either.
+	if err := os.Remove(s.path + ".tmp"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("protocol state: %w", err)
 	}
-	// A migration that crashed after the file was renamed into place left
-	// the old store behind; the file is complete, so the old store goes. So
-	// does a rewrite that crashed before its rename.
-	if err := os.RemoveAll(oldDir); err != nil {
-		return nil, fmt.Errorf("protocol state: remove the old store: %w", err)
+	if err := os.RemoveAll(oldDir + protoRetiredSuffix); err != nil {
+		return nil, fmt.Errorf("protocol state: remove the retired old store: %w", err)
 	}
-	if err := os.Remove(s.path + ".tmp"); err != nil && !errors.Is(err, os.ErrNotExist) {
+	old, hasOld, err := readOldStore(oldDir, chain, logger)
+	if err != nil {
+		return nil, err
+	}
+	_, err = os.Stat(s.path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if hasOld {
+			logger.Info("protocol state: moving the old store into one file", "keys", len(old), "path", s.path)
+			s.live = maps.Clone(old)
+		}
+		if _, err := s.rewrite(); err != nil {
+			return nil, err
+		}
+		s.live = map[string][]byte{}
+	case err != nil:
 		return nil, fmt.Errorf("protocol state: %w", err)
 	}
 	data, err := os.ReadFile(s.path)
@@ -118,6 +135,17 @@ func openProtoStore(dataDir string, chain crypto.Digest, logger *slog.Logger) (*
 	valid, err := s.replay(data)
 	if err != nil {
 		return nil, fmt.Errorf("protocol state %s: %w", s.path, err)
+	}
+	if hasOld {
+		// A move that crashed before the old store was retired left both,
+		// equal. Unequal, an older ordo ran here after the file was made and
+		// each holds votes the other lacks: only the operator can choose.
+		if !maps.EqualFunc(s.live, old, bytes.Equal) {
+			return nil, fmt.Errorf("protocol state: %s and the older store %s both exist and differ: an ordo older than the file ran on this data directory after it was made; remove the one this node did not last run with", s.path, oldDir)
+		}
+		if err := retire(oldDir); err != nil {
+			return nil, err
+		}
 	}
 	s.f, err = os.OpenFile(s.path, os.O_RDWR, 0o600)
 	if err != nil {
@@ -138,39 +166,57 @@ func openProtoStore(dataDir string, chain crypto.Digest, logger *slog.Logger) (*
 	return s, nil
 }
 
-// create makes a new file holding what an older node's badger store in
-// oldDir held, if there is one, else nothing.
-func (s *protoStore) create(oldDir string, logger *slog.Logger) error {
-	if _, err := os.Stat(oldDir); err == nil {
-		old, err := eventlog.Open(eventlog.Options{Dir: oldDir, Genesis: s.chain, Logger: logger})
-		if err != nil {
-			return fmt.Errorf("protocol state: open the old store: %w", err)
-		}
-		err = old.ScanMeta("", func(key string, val []byte) error {
-			s.live[key] = val
-			return nil
-		})
-		if cerr := old.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return fmt.Errorf("protocol state: read the old store: %w", err)
-		}
-		logger.Info("protocol state: moving the old store into one file", "keys", len(s.live), "path", s.path)
+// readOldStore reads every key of an older node's badger store in oldDir;
+// has is false when there is none.
+func readOldStore(oldDir string, chain crypto.Digest, logger *slog.Logger) (keys map[string][]byte, has bool, err error) {
+	if _, err := os.Stat(oldDir); errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	} else if err != nil {
+		return nil, false, fmt.Errorf("protocol state: the old store: %w", err)
 	}
-	if err := s.rewrite(); err != nil {
-		return err
+	old, err := eventlog.Open(eventlog.Options{Dir: oldDir, Genesis: chain, Logger: logger})
+	if err != nil {
+		return nil, false, fmt.Errorf("protocol state: open the old store: %w", err)
 	}
-	clear(s.live)
+	keys = map[string][]byte{}
+	err = old.ScanMeta("", func(key string, val []byte) error {
+		keys[key] = val
+		return nil
+	})
+	if cerr := old.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("protocol state: read the old store: %w", err)
+	}
+	return keys, true, nil
+}
+
+// retire removes the old store once the file holds its keys: first a rename,
+// made durable, so that no crash leaves part of it under its own name.
+func retire(oldDir string) error {
+	retired := oldDir + protoRetiredSuffix
+	if err := os.Rename(oldDir, retired); err != nil {
+		return fmt.Errorf("protocol state: retire the old store: %w", err)
+	}
+	if err := syncDir(filepath.Dir(oldDir)); err != nil {
+		return fmt.Errorf("protocol state: retire the old store: %w", err)
+	}
+	if err := os.RemoveAll(retired); err != nil {
+		return fmt.Errorf("protocol state: remove the retired old store: %w", err)
+	}
 	return nil
 }
 
-// rewrite replaces the file, atomically, with a header and s.live.
-func (s *protoStore) rewrite() error {
+// rewrite replaces the file, atomically, with a header and s.live. renamed
+// reports whether the new file took the old one's name: an error before that
+// leaves the old file as it was, one after it leaves unknown which of the two
+// a crash would bring back.
+func (s *protoStore) rewrite() (renamed bool, err error) {
 	tmp := s.path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
-		return fmt.Errorf("protocol state: %w", err)
+		return false, fmt.Errorf("protocol state: rewrite: %w", err)
 	}
 	size, err := writeSnapshot(f, s.chain, s.live, s.recordMax)
 	if err == nil {
@@ -182,15 +228,15 @@ func (s *protoStore) rewrite() error {
 	if err == nil {
 		err = os.Rename(tmp, s.path)
 	}
-	if err == nil {
-		err = syncDir(filepath.Dir(s.path))
-	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("protocol state: rewrite: %w", err)
+		return false, fmt.Errorf("protocol state: rewrite: %w", err)
 	}
 	s.size = size
-	return nil
+	if err := syncDir(filepath.Dir(s.path)); err != nil {
+		return true, fmt.Errorf("protocol state: rewrite: %w", err)
+	}
+	return true, nil
 }
 
 // writeSnapshot writes a header and every key of live, in key order, in
@@ -269,55 +315,61 @@ func appendRecord(b []byte, keys []string, vals map[string][]byte, dels []string
 // the length of the valid prefix: shorter than data when the last record was
 // torn by a crash.
 func (s *protoStore) replay(data []byte) (int64, error) {
-	want := protoHeader(s.chain)
-	if len(data) < len(want) || !bytes.Equal(data[:len(protoMagic)], protoMagic) {
+	if len(data) < protoFileHeader || !bytes.Equal(data[:len(protoMagic)], protoMagic) {
 		return 0, fmt.Errorf("%w: not a protocol-state file", errProtoCorrupt)
 	}
-	if !bytes.Equal(data[:len(want)], want) {
-		return 0, fmt.Errorf("protocol state of another chain (or a damaged header)")
+	hdr := data[:protoFileHeader]
+	if crc32.Checksum(hdr[:protoFileHeader-4], crcTable) != binary.BigEndian.Uint32(hdr[protoFileHeader-4:]) {
+		return 0, fmt.Errorf("%w: the file's header is damaged", errProtoCorrupt)
 	}
-	off := len(want)
+	if !bytes.Equal(hdr, protoHeader(s.chain)) {
+		return 0, errors.New("protocol state of another chain")
+	}
+	off := protoFileHeader
 	for off < len(data) {
-		rest := data[off:]
-		if len(rest) < protoRecordHeader {
-			return int64(off), nil // torn header
-		}
-		if crc32.Checksum(rest[:4], crcTable) != binary.BigEndian.Uint32(rest[4:]) {
-			if allZero(rest) {
-				return int64(off), nil // space the crash left unwritten
+		body, n, ok := s.record(data[off:])
+		if !ok {
+			if at, found := s.recordAfter(data, off); found {
+				return 0, fmt.Errorf("%w at offset %d: a broken record, and a whole one after it at %d", errProtoCorrupt, off, at)
 			}
-			return 0, fmt.Errorf("%w at offset %d: record length checksum mismatch", errProtoCorrupt, off)
-		}
-		n := int(binary.BigEndian.Uint32(rest))
-		end := protoRecordHeader + n
-		if n == 0 || n > s.recordMax {
-			return 0, fmt.Errorf("%w at offset %d: a record of %d bytes", errProtoCorrupt, off, n)
-		}
-		if end > len(rest) {
-			return int64(off), nil // torn: the record runs past the end
-		}
-		body := rest[protoRecordHeader:end]
-		if crc32.Checksum(body, crcTable) != binary.BigEndian.Uint32(rest[8:]) {
-			if end == len(rest) {
-				return int64(off), nil // the last record, torn
-			}
-			return 0, fmt.Errorf("%w at offset %d: checksum mismatch", errProtoCorrupt, off)
+			return int64(off), nil // the last record, torn
 		}
 		if err := s.applyBody(body); err != nil {
 			return 0, fmt.Errorf("%w at offset %d: %v", errProtoCorrupt, off, err)
 		}
-		off += end
+		off += n
 	}
 	return int64(off), nil
 }
 
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
+// record reads the record at the start of b: its body and its length with
+// the header, or false when it is not whole (cut short, a length out of
+// bounds, or a checksum that fails).
+func (s *protoStore) record(b []byte) (body []byte, n int, ok bool) {
+	if len(b) < protoRecordHeader || crc32.Checksum(b[:4], crcTable) != binary.BigEndian.Uint32(b[4:]) {
+		return nil, 0, false
+	}
+	l := binary.BigEndian.Uint32(b)
+	if l == 0 || uint64(l) > uint64(s.recordMax) || uint64(l) > uint64(len(b)-protoRecordHeader) {
+		return nil, 0, false
+	}
+	n = protoRecordHeader + int(l)
+	body = b[protoRecordHeader:n]
+	if crc32.Checksum(body, crcTable) != binary.BigEndian.Uint32(b[8:]) {
+		return nil, 0, false
+	}
+	return body, n, true
+}
+
+// recordAfter finds a whole record starting after off, where a broken one
+// starts.
+func (s *protoStore) recordAfter(data []byte, off int) (int, bool) {
+	for at := off + 1; at+protoRecordHeader <= len(data); at++ {
+		if _, _, ok := s.record(data[at:]); ok {
+			return at, true
 		}
 	}
-	return true
+	return 0, false
 }
 
 // applyBody applies one record's sets and deletes to s.live.
@@ -385,9 +437,9 @@ func (s *protoStore) remove(k string) {
 	}
 }
 
-// PutMeta sets and deletes keys in one record; with sync the record is on
-// disk when it returns. A key both set and deleted is refused.
-func (s *protoStore) PutMeta(set map[string][]byte, del []string, sync bool) error {
+// PutMeta sets and deletes keys in one record, on disk when it returns. A key
+// both set and deleted is refused.
+func (s *protoStore) PutMeta(set map[string][]byte, del []string) error {
 	if s.failed != nil {
 		return fmt.Errorf("put protocol state: an earlier write failed: %w", s.failed)
 	}
@@ -411,7 +463,7 @@ func (s *protoStore) PutMeta(set map[string][]byte, del []string, sync bool) err
 		if cap(rec) <= protoBufKeepBytes {
 			s.buf = rec
 		}
-		if err := s.append(rec, sync); err != nil {
+		if err := s.append(rec); err != nil {
 			s.failed = err
 			return fmt.Errorf("put protocol state: %w", err)
 		}
@@ -422,7 +474,7 @@ func (s *protoStore) PutMeta(set map[string][]byte, del []string, sync bool) err
 	for _, k := range dels {
 		s.remove(k)
 	}
-	if s.f != nil && s.size >= s.compactMin && s.size >= protoCompactRatio*(s.liveBytes+protoFileHeader) {
+	if s.f != nil && s.size >= max(s.compactMin, s.compactAfter) && s.size >= protoCompactRatio*(s.liveBytes+protoFileHeader) {
 		if err := s.compact(); err != nil {
 			s.failed = err
 			return fmt.Errorf("put protocol state: %w", err)
@@ -431,25 +483,33 @@ func (s *protoStore) PutMeta(set map[string][]byte, del []string, sync bool) err
 	return nil
 }
 
-func (s *protoStore) append(rec []byte, sync bool) error {
+func (s *protoStore) append(rec []byte) error {
 	if _, err := s.f.WriteAt(rec, s.size); err != nil {
 		return err
 	}
 	s.size += int64(len(rec))
-	if !sync {
-		return nil
-	}
 	return fdatasync(s.f)
 }
 
-// compact rewrites the file with only the live keys.
+// compact rewrites the file with only the live keys. A rewrite that fails
+// before its rename leaves the file whole and in use: the failure is logged,
+// and the next try waits until the file has grown by compactMin. One that
+// fails after it is returned, and sticks: which file a crash would bring back
+// is unknown.
 func (s *protoStore) compact() error {
 	start, before := time.Now(), s.size
-	if err := s.f.Close(); err != nil {
-		return fmt.Errorf("compact: %w", err)
+	renamed, err := s.rewrite()
+	if !renamed {
+		s.compactAfter = before + s.compactMin
+		s.logger.Warn("protocol state: compaction failed; the file stays as it was", "bytes", before, "err", err)
+		return nil
 	}
+	old := s.f
 	s.f = nil
-	if err := s.rewrite(); err != nil {
+	if cerr := old.Close(); cerr != nil {
+		s.logger.Warn("protocol state: closing the file compaction replaced", "err", cerr)
+	}
+	if err != nil {
 		return fmt.Errorf("compact: %w", err)
 	}
 	f, err := os.OpenFile(s.path, os.O_RDWR, 0o600)
@@ -457,6 +517,7 @@ func (s *protoStore) compact() error {
 		return fmt.Errorf("compact: %w", err)
 	}
 	s.f = f
+	s.compactAfter = 0
 	s.logger.Info("protocol state: compacted", "bytes_before", before, "bytes_after", s.size, "keys", len(s.live), "took", time.Since(start))
 	return nil
 }

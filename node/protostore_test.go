@@ -82,7 +82,7 @@ func randomRounds(t testing.TB, s *protoStore, model map[string][]byte, rng *ran
 				del = append(del, k)
 			}
 		}
-		if err := s.PutMeta(set, del, rng.IntN(2) == 0); err != nil {
+		if err := s.PutMeta(set, del); err != nil {
 			t.Fatal(err)
 		}
 		maps.Copy(model, set)
@@ -98,7 +98,7 @@ func TestProtoStoreReopensWithWhatWasWritten(t *testing.T) {
 	model := map[string][]byte{}
 	rng := rand.New(rand.NewPCG(1, 2))
 	randomRounds(t, s, model, rng, 300)
-	if err := s.PutMeta(map[string][]byte{metaView: {0, 0, 0, 0, 0, 0, 0, 7}}, nil, true); err != nil {
+	if err := s.PutMeta(map[string][]byte{metaView: {0, 0, 0, 0, 0, 0, 0, 7}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	model[metaView] = []byte{0, 0, 0, 0, 0, 0, 0, 7}
@@ -139,15 +139,15 @@ func TestProtoStoreReopensWithWhatWasWritten(t *testing.T) {
 func TestProtoStoreRefusesBadWrites(t *testing.T) {
 	s := openTestProto(t, t.TempDir())
 	defer s.Close()
-	if err := s.PutMeta(map[string][]byte{"a": {1}}, []string{"a"}, true); err == nil {
+	if err := s.PutMeta(map[string][]byte{"a": {1}}, []string{"a"}); err == nil {
 		t.Fatal("a key both set and deleted was taken")
 	}
 	s.recordMax = 100
-	if err := s.PutMeta(map[string][]byte{"big": make([]byte, 101)}, nil, true); err == nil || !strings.Contains(err.Error(), "exceeds") {
+	if err := s.PutMeta(map[string][]byte{"big": make([]byte, 101)}, nil); err == nil || !strings.Contains(err.Error(), "exceeds") {
 		t.Fatalf("a record above the bound: err %v", err)
 	}
 	// A refused write leaves the store as it was, and usable.
-	if err := s.PutMeta(map[string][]byte{"a": {1}}, nil, true); err != nil {
+	if err := s.PutMeta(map[string][]byte{"a": {1}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	sameState(t, "after refusals", snapshot(t, s), map[string][]byte{"a": {1}})
@@ -162,7 +162,7 @@ func TestProtoStoreCutsATornLastRecord(t *testing.T) {
 	before := map[string][]byte{}
 	randomRounds(t, s, before, rand.New(rand.NewPCG(3, 4)), 40)
 	validLen := s.size
-	if err := s.PutMeta(map[string][]byte{"pbft/env/last": bytes.Repeat([]byte{7}, 500)}, []string{"pbft/env/0001"}, true); err != nil {
+	if err := s.PutMeta(map[string][]byte{"pbft/env/last": bytes.Repeat([]byte{7}, 500)}, []string{"pbft/env/0001"}); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -179,6 +179,16 @@ func TestProtoStoreCutsATornLastRecord(t *testing.T) {
 	last[len(last)-1] ^= 0xff
 	damaged["last byte flipped"] = last
 	damaged["zeros after the end"] = append(slices.Clone(full[:validLen]), make([]byte, 4096)...)
+	// A crash can lose any block of the last record, not only its end: the
+	// disk may write the record's later blocks and not its first.
+	zeroed := func(from, to int64) []byte {
+		b := slices.Clone(full)
+		clear(b[from:to])
+		return b
+	}
+	damaged["its header lost"] = zeroed(validLen, validLen+protoRecordHeader+40)
+	damaged["its length written, its checksums not"] = zeroed(validLen+4, validLen+protoRecordHeader)
+	damaged["a block inside it lost"] = zeroed(validLen+100, validLen+300)
 	for name, data := range damaged {
 		t.Run(name, func(t *testing.T) {
 			if err := os.WriteFile(path, data, 0o600); err != nil {
@@ -186,7 +196,7 @@ func TestProtoStoreCutsATornLastRecord(t *testing.T) {
 			}
 			s := openTestProto(t, dir)
 			sameState(t, "after the torn write", snapshot(t, s), before)
-			if err := s.PutMeta(map[string][]byte{"pbft/env/after": {1}}, nil, true); err != nil {
+			if err := s.PutMeta(map[string][]byte{"pbft/env/after": {1}}, nil); err != nil {
 				t.Fatal(err)
 			}
 			s.Close()
@@ -212,11 +222,26 @@ func TestProtoStoreRefusesDamageBeforeTheEnd(t *testing.T) {
 	dir := t.TempDir()
 	s := openTestProto(t, dir)
 	randomRounds(t, s, map[string][]byte{}, rand.New(rand.NewPCG(5, 6)), 20)
+	lastStart := s.size
+	if err := s.PutMeta(map[string][]byte{"pbft/env/last": {1, 2, 3}}, nil); err != nil {
+		t.Fatal(err)
+	}
 	s.Close()
 	path := filepath.Join(dir, protocolStateFile)
 	full, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Every bit of the header and of every record but the last.
+	for at := range lastStart {
+		for bit := range 8 {
+			data := slices.Clone(full)
+			data[at] ^= 1 << bit
+			r := &protoStore{chain: testChain(1), live: map[string][]byte{}, recordMax: protoRecordBytesMax}
+			if _, err := r.replay(data); !errors.Is(err, errProtoCorrupt) {
+				t.Fatalf("bit %d of byte %d (of %d before the last record) flipped: replay gave %v, want corruption", bit, at, lastStart, err)
+			}
+		}
 	}
 	for _, at := range []int{protoFileHeader, protoFileHeader + 2, protoFileHeader + 5, protoFileHeader + 9, protoFileHeader + protoRecordHeader + 1, len(full) / 2} {
 		data := slices.Clone(full)
@@ -264,6 +289,113 @@ func TestProtoStoreCompacts(t *testing.T) {
 	s = openTestProto(t, dir)
 	defer s.Close()
 	sameState(t, "reopened after compactions", snapshot(t, s), model)
+}
+
+// A compaction that cannot write its new file leaves the old one in use:
+// the write that triggered it succeeds, later ones too, and a later
+// compaction goes through once it can.
+func TestProtoStoreKeepsWorkingWhenACompactionFails(t *testing.T) {
+	dir := t.TempDir()
+	s := openTestProto(t, dir)
+	s.compactMin = 16 << 10
+	path := filepath.Join(dir, protocolStateFile)
+	// A directory where the rewrite's temporary file goes makes it fail.
+	if err := os.MkdirAll(filepath.Join(path+".tmp", "block"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	model := map[string][]byte{}
+	rng := rand.New(rand.NewPCG(11, 12))
+	randomRounds(t, s, model, rng, 400)
+	if s.size < 2*s.compactMin || s.size < 2*protoCompactRatio*(s.liveBytes+protoFileHeader) {
+		t.Fatalf("file of %d bytes with %d live: too small to show a failed compaction", s.size, s.liveBytes)
+	}
+	if s.compactAfter == 0 {
+		t.Fatal("no compaction was tried")
+	}
+	grown := s.size
+	if err := os.RemoveAll(path + ".tmp"); err != nil {
+		t.Fatal(err)
+	}
+	randomRounds(t, s, model, rng, 400)
+	if s.size >= grown || s.compactAfter != 0 {
+		t.Fatalf("file of %d bytes (%d before), next compaction at %d: none went through", s.size, grown, s.compactAfter)
+	}
+	sameState(t, "after a failed compaction", snapshot(t, s), model)
+	s.Close()
+	s = openTestProto(t, dir)
+	defer s.Close()
+	sameState(t, "reopened after a failed compaction", snapshot(t, s), model)
+}
+
+// oldStore makes an older node's badger store in dir holding keys.
+func oldStore(t *testing.T, dir string, keys map[string][]byte) {
+	t.Helper()
+	old, err := eventlog.Open(eventlog.Options{Dir: filepath.Join(dir, protocolStateDirOld), Genesis: testChain(1), Logger: quietLog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.PutMeta(keys, nil, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A move that crashed before the old store was retired left the file and
+// the old store, equal: the start finishes the move. Unequal, an older
+// binary ran after the file was made, and the node refuses to pick one.
+func TestProtoStoreFinishesOrRefusesAnInterruptedMove(t *testing.T) {
+	want := map[string][]byte{metaView: {0, 0, 0, 0, 0, 0, 0, 5}, envKey(4): {4}}
+	t.Run("equal", func(t *testing.T) {
+		dir := t.TempDir()
+		oldStore(t, dir, want)
+		s := openTestProto(t, dir)
+		s.Close()
+		oldStore(t, dir, want)
+		if err := os.MkdirAll(filepath.Join(dir, protocolStateDirOld+protoRetiredSuffix, "x"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		s = openTestProto(t, dir)
+		defer s.Close()
+		sameState(t, "after finishing the move", snapshot(t, s), want)
+		for _, gone := range []string{protocolStateDirOld, protocolStateDirOld + protoRetiredSuffix} {
+			if _, err := os.Stat(filepath.Join(dir, gone)); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("%s is still there: %v", gone, err)
+			}
+		}
+	})
+	t.Run("unequal", func(t *testing.T) {
+		dir := t.TempDir()
+		oldStore(t, dir, want)
+		s := openTestProto(t, dir)
+		if err := s.PutMeta(map[string][]byte{envKey(5): {5}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+		oldStore(t, dir, want)
+		if _, err := openProtoStore(dir, testChain(1), quietLog); err == nil || !strings.Contains(err.Error(), "differ") {
+			t.Fatalf("opened with a file and an old store that differ: err %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, protocolStateDirOld)); err != nil {
+			t.Fatalf("the refused start touched the old store: %v", err)
+		}
+	})
+	t.Run("unreadable", func(t *testing.T) {
+		// An old store the node cannot even stat is an error, not an
+		// absence: the node must not start without the votes in it.
+		dir := t.TempDir()
+		loop := filepath.Join(dir, protocolStateDirOld)
+		if err := os.Symlink(loop, loop); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := openProtoStore(dir, testChain(1), quietLog); err == nil {
+			t.Fatal("opened beside an old store it could not stat")
+		}
+		if _, err := os.Lstat(loop); err != nil {
+			t.Fatalf("the refused start removed the old store: %v", err)
+		}
+	})
 }
 
 // A data directory of an older node keeps its protocol state in a badger
@@ -344,7 +476,7 @@ func FuzzProtoStoreReplay(f *testing.F) {
 // it, for comparison in the same run.
 func BenchmarkProtocolStateWrite(b *testing.B) {
 	type putter interface {
-		PutMeta(set map[string][]byte, del []string, sync bool) error
+		PutMeta(set map[string][]byte, del []string) error
 		Close() error
 	}
 	stores := []struct {
@@ -353,7 +485,8 @@ func BenchmarkProtocolStateWrite(b *testing.B) {
 	}{
 		{"file", func(dir string) (putter, error) { return openProtoStore(dir, testChain(1), quietLog) }},
 		{"badger", func(dir string) (putter, error) {
-			return eventlog.Open(eventlog.Options{Dir: dir, Genesis: testChain(1), Logger: quietLog})
+			l, err := eventlog.Open(eventlog.Options{Dir: dir, Genesis: testChain(1), Logger: quietLog})
+			return syncedBadger{l}, err
 		}},
 	}
 	for _, st := range stores {
@@ -377,7 +510,7 @@ func BenchmarkProtocolStateWrite(b *testing.B) {
 						del = append(del, envKey(c))
 					}
 				}
-				if err := s.PutMeta(map[string][]byte{envKey(counter): v}, del, true); err != nil {
+				if err := s.PutMeta(map[string][]byte{envKey(counter): v}, del); err != nil {
 					b.Fatal(err)
 				}
 				counter++
@@ -386,6 +519,14 @@ func BenchmarkProtocolStateWrite(b *testing.B) {
 			b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/write")
 		})
 	}
+}
+
+// syncedBadger writes protocol state the way older nodes did: a badger
+// commit, synced.
+type syncedBadger struct{ *eventlog.Log }
+
+func (b syncedBadger) PutMeta(set map[string][]byte, del []string) error {
+	return b.Log.PutMeta(set, del, true)
 }
 
 // processCPU is the CPU time this process has used, user and system.
