@@ -22,7 +22,7 @@
 //	                                  prefix must never be reused
 //	0x14 id(16)                       EventRef (codec): where an event ID lives
 //	0x20 key                          replicated executor state (Tx.Get/Set/Delete)
-//	0x30 key                          node protocol state (PutMeta/GetMeta/ScanMeta)
+//	0x30 key                          older nodes' protocol state (meta.go; now in node/protostore.go)
 //
 // Stream names never contain 0x00 (AppendEvents refuses them), which keeps one
 // stream's index keys from interleaving with another's.

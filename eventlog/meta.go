@@ -12,22 +12,37 @@ import (
 	"github.com/ordoledger/ordo/crypto"
 )
 
-// PutMeta writes and deletes keys of the node's protocol-state key space in one
-// transaction, keys in sorted order. With sync the change is on disk when
-// PutMeta returns (a log opened with SyncWrites syncs every commit anyway).
-// A key both set and deleted is refused.
-func (l *Log) PutMeta(set map[string][]byte, del []string, sync bool) error {
-	keys := make([]string, 0, len(set))
+// The meta key space held the node's protocol state until it moved into a
+// file of its own (node/protostore.go); nodes now only read it, with ScanMeta,
+// to move an older store's keys over. PutMeta and GetMeta remain for the
+// tests that build such stores and for the benchmark that compares the two.
+
+// MetaChange returns the keys a change sets and the keys it deletes, each in
+// sorted order; a key both set and deleted is refused.
+func MetaChange(set map[string][]byte, del []string) (keys, dels []string, err error) {
+	keys = make([]string, 0, len(set))
 	for k := range set {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	dels := slices.Clone(del)
+	dels = slices.Clone(del)
 	slices.Sort(dels)
 	for _, k := range dels {
 		if _, both := set[k]; both {
-			return fmt.Errorf("put meta: key %q both set and deleted", k)
+			return nil, nil, fmt.Errorf("key %q both set and deleted", k)
 		}
+	}
+	return keys, dels, nil
+}
+
+// PutMeta writes and deletes keys of the meta key space in one transaction,
+// keys in sorted order. With sync the change is on disk when PutMeta returns
+// (a log opened with SyncWrites syncs every commit anyway). A key both set
+// and deleted is refused.
+func (l *Log) PutMeta(set map[string][]byte, del []string, sync bool) error {
+	keys, dels, err := MetaChange(set, del)
+	if err != nil {
+		return fmt.Errorf("put meta: %w", err)
 	}
 	txn := l.db.NewTransaction(true)
 	defer txn.Discard()
@@ -60,7 +75,7 @@ func (l *Log) PutMeta(set map[string][]byte, del []string, sync bool) error {
 	return nil
 }
 
-// GetMeta reads one protocol-state key.
+// GetMeta reads one meta key.
 func (l *Log) GetMeta(key string) ([]byte, bool, error) {
 	mk, err := metaKey(key)
 	if err != nil {
@@ -80,8 +95,7 @@ func (l *Log) GetMeta(key string) ([]byte, bool, error) {
 	return v, found, nil
 }
 
-// ScanMeta calls fn for every protocol-state key starting with prefix, in key
-// order, with a copy of its value; it stops at fn's first error.
+// ScanMeta calls fn for every meta key starting with prefix, in key order, with a copy of its value; it stops at fn's first error.
 func (l *Log) ScanMeta(prefix string, fn func(key string, val []byte) error) error {
 	p := append([]byte{prefixMeta}, prefix...)
 	return l.db.View(func(txn *badger.Txn) error {

@@ -443,17 +443,9 @@ func (s *protoStore) PutMeta(set map[string][]byte, del []string) error {
 	if s.failed != nil {
 		return fmt.Errorf("put protocol state: an earlier write failed: %w", s.failed)
 	}
-	keys := make([]string, 0, len(set))
-	for k := range set {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	dels := slices.Clone(del)
-	slices.Sort(dels)
-	for _, k := range dels {
-		if _, both := set[k]; both {
-			return fmt.Errorf("put protocol state: key %q both set and deleted", k)
-		}
+	keys, dels, err := eventlog.MetaChange(set, del)
+	if err != nil {
+		return fmt.Errorf("put protocol state: %w", err)
 	}
 	if s.f != nil {
 		rec, err := appendRecord(s.buf[:0], keys, set, dels, s.recordMax)

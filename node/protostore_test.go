@@ -153,24 +153,35 @@ func TestProtoStoreRefusesBadWrites(t *testing.T) {
 	sameState(t, "after refusals", snapshot(t, s), map[string][]byte{"a": {1}})
 }
 
+// roundsThenLast writes random rounds into a new store in dir, then one last
+// record of set and del, and closes it. It returns the state before the last
+// record, where that record starts, and the file's bytes.
+func roundsThenLast(t *testing.T, dir string, seed uint64, rounds int, set map[string][]byte, del []string) (map[string][]byte, int64, []byte) {
+	t.Helper()
+	s := openTestProto(t, dir)
+	before := map[string][]byte{}
+	randomRounds(t, s, before, rand.New(rand.NewPCG(seed, seed+1)), rounds)
+	lastStart := s.size
+	if err := s.PutMeta(set, del); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	full, err := os.ReadFile(filepath.Join(dir, protocolStateFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return before, lastStart, full
+}
+
 // Every cut inside the last record, and zeros after it, read as that record
 // torn by a crash: the file reopens with the state before it, cut back to
 // the valid prefix, and takes writes again.
 func TestProtoStoreCutsATornLastRecord(t *testing.T) {
 	dir := t.TempDir()
-	s := openTestProto(t, dir)
-	before := map[string][]byte{}
-	randomRounds(t, s, before, rand.New(rand.NewPCG(3, 4)), 40)
-	validLen := s.size
-	if err := s.PutMeta(map[string][]byte{"pbft/env/last": bytes.Repeat([]byte{7}, 500)}, []string{"pbft/env/0001"}); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
+	before, validLen, full := roundsThenLast(t, dir, 3, 40, map[string][]byte{"pbft/env/last": bytes.Repeat([]byte{7}, 500)}, []string{"pbft/env/0001"})
 	path := filepath.Join(dir, protocolStateFile)
-	full, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	damaged := map[string][]byte{}
 	for cut := validLen; cut < int64(len(full)); cut += 7 {
 		damaged[fmt.Sprintf("cut at %d", cut)] = full[:cut]
@@ -220,18 +231,8 @@ func TestProtoStoreCutsATornLastRecord(t *testing.T) {
 // start rather than forget votes it sent.
 func TestProtoStoreRefusesDamageBeforeTheEnd(t *testing.T) {
 	dir := t.TempDir()
-	s := openTestProto(t, dir)
-	randomRounds(t, s, map[string][]byte{}, rand.New(rand.NewPCG(5, 6)), 20)
-	lastStart := s.size
-	if err := s.PutMeta(map[string][]byte{"pbft/env/last": {1, 2, 3}}, nil); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
+	_, lastStart, full := roundsThenLast(t, dir, 5, 20, map[string][]byte{"pbft/env/last": {1, 2, 3}}, nil)
 	path := filepath.Join(dir, protocolStateFile)
-	full, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Every bit of the header and of every record but the last.
 	for at := range lastStart {
 		for bit := range 8 {
