@@ -149,14 +149,10 @@ type localResult struct {
 }
 
 type seqReplies struct {
-	// executed holds each replica's first EXECUTED for the seq; nil once its
-	// signature failed, so that the replica's later ones stay ignored.
 	executed map[uint32]*pbft.Envelope
 	roots    map[uint32]crypto.Digest
-	// checked marks the other replicas' EXECUTED whose signatures passed.
-	checked map[uint32]bool
-	local   *localResult
-	waiting []pendingReply
+	local    *localResult
+	waiting  []pendingReply
 }
 
 type pendingReply struct {
@@ -167,13 +163,6 @@ type pendingReply struct {
 // replyTracker matches executed batches with waiting HTTP requests and with
 // the EXECUTED messages of other replicas. Memory is bounded to the last
 // executedKeepSeqs sequence numbers.
-//
-// Other replicas' EXECUTED arrive with their signatures unchecked (the
-// transport has authenticated the sender): a bundle needs only need of them,
-// own included, and only a replica with clients waiting on the seq builds
-// one, so the signatures are checked when a bundle is built, and only as many
-// as it takes. Every replica's would be three checks per batch at n = 4, six
-// at n = 7; this is one, or none.
 type replyTracker struct {
 	mu      sync.Mutex
 	need    int
@@ -182,17 +171,10 @@ type replyTracker struct {
 	self    uint32
 	top     uint64 // highest seq executed here
 	pruned  uint64 // seqs below this are gone
-	chain   crypto.Digest
-	keys    []crypto.PublicKey
-	// badSignature counts an EXECUTED whose signature failed.
-	badSignature func()
 }
 
-func newReplyTracker(need int, self uint32, chain crypto.Digest, keys []crypto.PublicKey, badSignature func()) *replyTracker {
-	return &replyTracker{
-		need: need, self: self, waiters: map[crypto.Digest][]*waiter{}, seqs: map[uint64]*seqReplies{},
-		chain: chain, keys: keys, badSignature: badSignature,
-	}
+func newReplyTracker(need int, self uint32) *replyTracker {
+	return &replyTracker{need: need, self: self, waiters: map[crypto.Digest][]*waiter{}, seqs: map[uint64]*seqReplies{}}
 }
 
 func (t *replyTracker) register(h crypto.Digest) *waiter {
@@ -223,7 +205,7 @@ func (t *replyTracker) cancel(w *waiter) {
 func (t *replyTracker) seq(s uint64) *seqReplies {
 	sr := t.seqs[s]
 	if sr == nil {
-		sr = &seqReplies{executed: map[uint32]*pbft.Envelope{}, roots: map[uint32]crypto.Digest{}, checked: map[uint32]bool{}}
+		sr = &seqReplies{executed: map[uint32]*pbft.Envelope{}, roots: map[uint32]crypto.Digest{}}
 		t.seqs[s] = sr
 	}
 	return sr
@@ -251,12 +233,11 @@ func (t *replyTracker) executedLocal(e *eventlog.Entry, own *pbft.Envelope) {
 	t.complete(e.Seq, sr)
 }
 
-// addExecuted records another replica's EXECUTED message, its signature
-// not yet checked; env's sender is ex.Replica, as the transport established.
+// addExecuted records another replica's verified EXECUTED message.
 func (t *replyTracker) addExecuted(ex *pbft.Executed, env *pbft.Envelope) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if ex.Seq+executedKeepSeqs <= t.top || ex.Seq > t.top+executedKeepSeqs || int(ex.Replica) >= len(t.keys) || ex.Replica == t.self {
+	if ex.Seq+executedKeepSeqs <= t.top || ex.Seq > t.top+executedKeepSeqs {
 		return
 	}
 	sr := t.seq(ex.Seq)
@@ -272,29 +253,11 @@ func (t *replyTracker) complete(seq uint64, sr *seqReplies) {
 	if sr.local == nil || len(sr.waiting) == 0 {
 		return
 	}
-	// Own statement first, then the others' in replica order, each checked
-	// the first time a bundle would carry it.
 	var envs [][]byte
-	for i := range len(t.keys) {
-		r := (t.self + uint32(i)) % uint32(len(t.keys))
-		if len(envs) == t.need {
-			break
+	for r, root := range sr.roots {
+		if root == sr.local.root {
+			envs = append(envs, codec.MustMarshal(sr.executed[r]))
 		}
-		root, ok := sr.roots[r]
-		if !ok || root != sr.local.root {
-			continue
-		}
-		env := sr.executed[r]
-		if r != t.self && !sr.checked[r] {
-			if !crypto.Verify(t.keys[r], env.Kind.String(), t.chain, env.Body, env.Sig) {
-				t.badSignature()
-				sr.executed[r] = nil
-				delete(sr.roots, r)
-				continue
-			}
-			sr.checked[r] = true
-		}
-		envs = append(envs, codec.MustMarshal(env))
 	}
 	if len(envs) < t.need {
 		return

@@ -185,7 +185,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n.signer = crypto.NewSigner(cfg.Key, n.chain)
 	n.metrics = newMetrics()
-	n.replies = newReplyTracker(pbft.MaxFaulty(len(n.keys))+1, n.self, n.chain, n.keys, func() { n.metrics.refused("bad_signature") })
+	n.replies = newReplyTracker(pbft.MaxFaulty(len(n.keys))+1, n.self)
 
 	var err error
 	n.store, err = eventlog.Open(eventlog.Options{

@@ -175,10 +175,7 @@ func (n *Node) decodeFrame(f p2p.Inbound, bv *crypto.BatchVerifier) (inboundItem
 			n.metrics.refused("wrong_sender")
 			return it, false
 		}
-		if m.Executed == nil {
-			// An EXECUTED is checked when a reply bundle needs it (replyTracker).
-			bv.Add(n.keys[m.From], env.Kind.String(), env.Body, env.Sig)
-		}
+		bv.Add(n.keys[m.From], env.Kind.String(), env.Body, env.Sig)
 		for _, raw := range env.Batch {
 			if !n.queueRequest(raw, bv, &it) {
 				n.metrics.refused("bad_request_in_pre_prepare")
