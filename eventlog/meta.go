@@ -95,7 +95,8 @@ func (l *Log) GetMeta(key string) ([]byte, bool, error) {
 	return v, found, nil
 }
 
-// ScanMeta calls fn for every meta key starting with prefix, in key order, with a copy of its value; it stops at fn's first error.
+// ScanMeta calls fn for every meta key starting with prefix, in key order,
+// with a copy of its value; it stops at fn's first error.
 func (l *Log) ScanMeta(prefix string, fn func(key string, val []byte) error) error {
 	p := append([]byte{prefixMeta}, prefix...)
 	return l.db.View(func(txn *badger.Txn) error {
