@@ -35,7 +35,7 @@ func (l *Log) Apply(h EntryHeader, exec func(tx *Tx) (results [][]byte, err erro
 
 	txn := l.db.NewTransaction(true)
 	defer txn.Discard()
-	tx := &Tx{db: l.db, txn: txn, cache: l.cache, seq: h.Seq, timestamp: h.Timestamp, nextPosition: cur.LastPosition + 1}
+	tx := &Tx{db: l.db, txn: txn, cache: l.cache, ids: l.ids, seq: h.Seq, timestamp: h.Timestamp, nextPosition: cur.LastPosition + 1}
 	results, err := exec(tx)
 	tx.done = true
 	if tx.snapshot != nil {
@@ -119,7 +119,11 @@ type Tx struct {
 	snapshot *badger.Txn // read-only, the state before this batch; made on first use
 	// cache is the log's, as the batches before this one left it; it is
 	// not changed until this one commits (see execCache).
-	cache        *execCache
+	cache *execCache
+	// ids is the log's ID filter (nil: none); AppendEvents adds to it before
+	// the batch commits, so that it knows this batch's IDs too. An ID of a
+	// batch that fails stays in it, which only costs a read.
+	ids          *idFilter
 	seq          uint64
 	timestamp    int64
 	nextPosition uint64
@@ -254,6 +258,9 @@ func (tx *Tx) EventByID(id [16]byte) (EventRef, bool, error) {
 	if _, ok := tx.absent[id]; ok {
 		return EventRef{}, false, nil
 	}
+	if tx.ids != nil && tx.ids.absent(id) {
+		return EventRef{}, false, nil
+	}
 	v, found, err := tx.get(idKey(id))
 	if err != nil {
 		return EventRef{}, false, err
@@ -341,6 +348,13 @@ func (tx *Tx) AppendEvents(stream string, evs []NewEvent) (positions []uint64, l
 	roomWrites, roomBytes := tx.Room()
 	if len(kvs) > roomWrites-tx.reservedWrites || cost > roomBytes-tx.reservedWriteBytes {
 		return nil, 0, fmt.Errorf("append of %d events (%d writes, %d bytes) to %s: %w", len(evs), len(kvs), cost, stream, ErrNoRoom)
+	}
+	// Into the filter before the writes: an ID written is never one the
+	// filter calls absent, even if a later write fails.
+	if tx.ids != nil {
+		for i := range stored {
+			tx.ids.add(stored[i].ev.ID)
+		}
 	}
 	for _, kv := range kvs {
 		if err := tx.set(kv.key, kv.val); err != nil {

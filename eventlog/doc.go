@@ -31,7 +31,9 @@
 // executor reads — stream heads, state values (present or absent) — and the
 // executor's memos (Tx.Memo), changed only once a batch has committed. Its
 // answers are always badger's, so it changes nothing that is stored (see
-// cache.go).
+// cache.go). A Bloom filter of the log's event IDs tells the executor that a
+// new event's ID is new without a read (idfilter.go); it is filled in the
+// background when a log is reopened.
 //
 // The package must never interpret requests, results or certificates (they are
 // opaque bytes here), decide what a command means, read a clock for anything

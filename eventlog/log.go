@@ -79,6 +79,11 @@ type Log struct {
 	applyMu sync.Mutex // one Apply at a time
 	// cache is the executor's cache of committed state; applyMu guards it.
 	cache *execCache
+	// ids is the filter of the log's event IDs (idfilter.go); nil with
+	// NoExecutorCache. fillStop and fillDone stop and await its filling.
+	ids      *idFilter
+	fillStop chan struct{}
+	fillDone chan struct{}
 
 	mu      sync.Mutex // guards the fields below
 	head    head
@@ -124,6 +129,16 @@ func Open(opts Options) (*Log, error) {
 	if err := l.load(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open event log %q: %w", opts.Dir, err)
+	}
+	if !opts.NoExecutorCache {
+		l.ids = newIDFilter()
+		if l.head.LastPosition == 0 {
+			l.ids.complete.Store(true)
+		} else {
+			l.fillStop = make(chan struct{})
+			l.fillDone = make(chan struct{})
+			go l.fillIDFilter()
+		}
 	}
 	if !opts.InMemory {
 		l.stopGC = make(chan struct{})
@@ -287,6 +302,37 @@ func (l *Log) runGC() {
 	}
 }
 
+// fillIDFilter adds every ID of the ID index, as a snapshot taken now holds
+// it, to the log's filter, and then marks the filter complete. IDs appended
+// meanwhile are added by AppendEvents, whether the snapshot has them or not.
+func (l *Log) fillIDFilter() {
+	defer close(l.fillDone)
+	start := time.Now()
+	txn := l.db.NewTransaction(false)
+	defer txn.Discard()
+	prefix := []byte{prefixID}
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	n := 0
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		k := it.Item().Key()
+		if len(k) != len(idKey([16]byte{})) {
+			l.logger.Error("event id index holds a malformed key; new ids are looked up in the store", "key", fmt.Sprintf("%x", k))
+			return
+		}
+		l.ids.add([16]byte(k[1:]))
+		if n++; n%idFilterScanStopEvery == 0 {
+			select {
+			case <-l.fillStop:
+				return
+			default:
+			}
+		}
+	}
+	l.ids.complete.Store(true)
+	l.logger.Info("event id filter filled", "ids", n, "took", time.Since(start).Round(time.Millisecond))
+}
+
 // collectGarbage rewrites value-log files until none is worth rewriting.
 func (l *Log) collectGarbage() {
 	for {
@@ -321,6 +367,10 @@ func (l *Log) Close() error {
 	if l.stopGC != nil {
 		close(l.stopGC)
 		<-l.gcDone
+	}
+	if l.fillStop != nil {
+		close(l.fillStop)
+		<-l.fillDone
 	}
 	if err := l.db.Close(); err != nil {
 		return fmt.Errorf("close event log: %w", err)
