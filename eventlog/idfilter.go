@@ -1,6 +1,7 @@
 package eventlog
 
 import (
+	"fmt"
 	"hash/maphash"
 	"sync/atomic"
 )
@@ -15,21 +16,25 @@ import (
 // client cannot choose IDs that collide in every node's filter.
 //
 // It is blocked: the idFilterHashes bits of one ID lie in one 512-bit block,
-// so a lookup touches one cache line. At idFilterBits the false-positive rate
+// so a lookup touches one cache line. At idFilterBitsLog the false-positive rate
 // is about 0.02 % with 4 million IDs in the log, 0.2 % with 8 million, 2 %
 // with 16 million and 14 % with 32 million; past that it keeps growing, and
 // the executor reads badger more often, as it did before the filter.
 //
 // A new log's filter is complete at once. A reopened log's is filled from a
 // scan of the ID index in the background, and is consulted only once the
-// scan has finished; until then every lookup reads badger. Apply adds every
-// committed ID whether or not the scan is done, so an ID is either in the
-// scan's snapshot or added after its commit: the filter never misses one.
+// scan has finished; until then every lookup reads badger. AppendEvents adds
+// every ID before it writes it, whether or not the scan is done, so an ID is
+// either in the scan's snapshot or added before its commit: the filter never
+// misses one.
 const (
-	idFilterBitsLog  = 27 // 16 MiB
-	idFilterBits     = 1 << idFilterBitsLog
-	idFilterHashes   = 4
-	idFilterBlockLog = 9 // 512-bit blocks: one cache line
+	// idFilterBitsLog sizes the filter of a log on disk: 2^27 bits, 16 MiB.
+	idFilterBitsLog = 27
+	// idFilterMemBitsLog sizes an in-memory log's (tests, replays): 1 MiB,
+	// about 0.02 % false positives with 500,000 IDs, 0.2 % with a million.
+	idFilterMemBitsLog = 23
+	idFilterHashes     = 4
+	idFilterBlockLog   = 9 // 512-bit blocks: one cache line
 	// idFilterScanStopEvery is how many keys the filling scan reads between
 	// checks that the log is closing.
 	idFilterScanStopEvery = 4096
@@ -38,13 +43,19 @@ const (
 // idFilter is safe for one writer at a time besides the filling scan, and
 // for readers on any goroutine: every word is read and set atomically.
 type idFilter struct {
-	seed     maphash.Seed
-	words    []atomic.Uint64
-	complete atomic.Bool // every ID in the log is in words
+	seed      maphash.Seed
+	blocksLog int // the filter has 2^blocksLog blocks
+	words     []atomic.Uint64
+	complete  atomic.Bool // every ID in the log is in words
 }
 
-func newIDFilter() *idFilter {
-	return &idFilter{seed: maphash.MakeSeed(), words: make([]atomic.Uint64, idFilterBits/64)}
+// newIDFilter makes an empty filter of 2^bitsLog bits, bitsLog in
+// idFilterBlockLog..64-idFilterHashes×idFilterBlockLog.
+func newIDFilter(bitsLog int) *idFilter {
+	if bitsLog < idFilterBlockLog || bitsLog > 64-idFilterHashes*idFilterBlockLog {
+		panic(fmt.Sprintf("eventlog: an id filter of 2^%d bits", bitsLog))
+	}
+	return &idFilter{seed: maphash.MakeSeed(), blocksLog: bitsLog - idFilterBlockLog, words: make([]atomic.Uint64, 1<<(bitsLog-6))}
 }
 
 // block returns the first word of id's block and the hash whose low bits
@@ -52,9 +63,9 @@ func newIDFilter() *idFilter {
 func (f *idFilter) block(id [16]byte) (base int, h uint64) {
 	h = maphash.Bytes(f.seed, id[:])
 	// The block comes from the hash's top bits, the bits from its low ones
-	// (idFilterHashes × idFilterBlockLog of them; they do not overlap).
-	const blocksLog = idFilterBitsLog - idFilterBlockLog
-	return int(h>>(64-blocksLog)) << (idFilterBlockLog - 6), h
+	// (idFilterHashes × idFilterBlockLog of them; newIDFilter keeps the two
+	// apart).
+	return int(h>>(64-f.blocksLog)) << (idFilterBlockLog - 6), h
 }
 
 // bit is the word (from base) and mask of id's i-th bit.

@@ -131,7 +131,11 @@ func Open(opts Options) (*Log, error) {
 		return nil, fmt.Errorf("open event log %q: %w", opts.Dir, err)
 	}
 	if !opts.NoExecutorCache {
-		l.ids = newIDFilter()
+		bitsLog := idFilterBitsLog
+		if opts.InMemory {
+			bitsLog = idFilterMemBitsLog
+		}
+		l.ids = newIDFilter(bitsLog)
 		if l.head.LastPosition == 0 {
 			l.ids.complete.Store(true)
 		} else {
