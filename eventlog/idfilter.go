@@ -21,6 +21,11 @@ import (
 // with 16 million and 14 % with 32 million; past that it keeps growing, and
 // the executor reads badger more often, as it did before the filter.
 //
+// A log opened with more events than idFilterIDsMax has no filter (at that
+// fill a filter answers "maybe" for about one new ID in seven, and filling it
+// would read every ID); one that grows past it keeps its filter, which keeps
+// answering, less often.
+//
 // A new log's filter is complete at once. A reopened log's is filled from a
 // scan of the ID index in the background, and is consulted only once the
 // scan has finished; until then every lookup reads badger. AppendEvents adds
@@ -39,6 +44,10 @@ const (
 	// checks that the log is closing.
 	idFilterScanStopEvery = 4096
 )
+
+// idFilterIDsMax is the most events a log may hold when it opens for a filter
+// of 2^bitsLog bits to be made: four bits per ID.
+func idFilterIDsMax(bitsLog int) uint64 { return 1 << (bitsLog - 2) }
 
 // idFilter is safe for one writer at a time besides the filling scan, and
 // for readers on any goroutine: every word is read and set atomically.

@@ -130,3 +130,43 @@ func TestIDFilterFillStopsOnClose(t *testing.T) {
 		t.Fatal("Close returned before the fill ended")
 	}
 }
+
+// A log reopened with more events than its filter serves has none, and still
+// refuses an id it holds; one reopened at the bound has one.
+func TestIDFilterOffPastItsBound(t *testing.T) {
+	const bitsLog = idFilterBlockLog // one block: 128 ids at most
+	most := int(idFilterIDsMax(bitsLog))
+	for _, events := range []int{most, most + 1} {
+		dir := t.TempDir()
+		opts := Options{Dir: dir, Genesis: testGenesis, Logger: quietLogger(), idFilterBitsLog: bitsLog}
+		l, err := Open(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := make([]int, events)
+		for i := range ids {
+			ids[i] = i + 1
+		}
+		applyAppends(t, l, 1, appendSpec{stream: "s", ids: ids})
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if l, err = Open(opts); err != nil {
+			t.Fatal(err)
+		}
+		if (l.ids != nil) != (events <= most) {
+			t.Errorf("%d events, at most %d: filter %v", events, most, l.ids != nil)
+		}
+		if _, err := l.Apply(header(2, 0), func(tx *Tx) ([][]byte, error) {
+			if _, _, err := tx.AppendEvents("again", []NewEvent{{ID: id(events), Type: "t"}}); err == nil {
+				t.Errorf("%d events: an id the log holds was appended again", events)
+			}
+			return nil, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -67,6 +67,9 @@ type Options struct {
 	// NoExecutorCache turns the executor's cache off (tests): every read
 	// of an Apply goes to badger, and memos are never kept across batches.
 	NoExecutorCache bool
+	// idFilterBitsLog sizes the event id filter (tests); 0 picks the
+	// size for the mode.
+	idFilterBitsLog int
 }
 
 // Log is the event log. Apply is for one writer at a time (it serialises
@@ -132,13 +135,20 @@ func Open(opts Options) (*Log, error) {
 	}
 	if !opts.NoExecutorCache {
 		bitsLog := idFilterBitsLog
-		if opts.InMemory {
+		switch {
+		case opts.idFilterBitsLog != 0:
+			bitsLog = opts.idFilterBitsLog
+		case opts.InMemory:
 			bitsLog = idFilterMemBitsLog
 		}
-		l.ids = newIDFilter(bitsLog)
-		if l.head.LastPosition == 0 {
+		switch events := l.head.LastPosition; {
+		case events > idFilterIDsMax(bitsLog):
+			logger.Info("event id filter off: the log holds more events than it would serve", "events", events, "max", idFilterIDsMax(bitsLog))
+		case events == 0:
+			l.ids = newIDFilter(bitsLog)
 			l.ids.complete.Store(true)
-		} else {
+		default:
+			l.ids = newIDFilter(bitsLog)
 			l.fillStop = make(chan struct{})
 			l.fillDone = make(chan struct{})
 			go l.fillIDFilter()
