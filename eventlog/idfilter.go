@@ -22,7 +22,7 @@ import (
 // the executor reads badger more often, as it did before the filter.
 //
 // A log opened with more events than idFilterIDsMax has no filter (at that
-// fill a filter answers "maybe" for about one new ID in seven, and filling it
+// fill a filter answers "maybe" for about one new ID in six, and filling it
 // would read every ID); one that grows past it keeps its filter, which keeps
 // answering, less often.
 //
@@ -36,7 +36,8 @@ const (
 	// idFilterBitsLog sizes the filter of a log on disk: 2^27 bits, 16 MiB.
 	idFilterBitsLog = 27
 	// idFilterMemBitsLog sizes an in-memory log's (tests, replays): 1 MiB,
-	// about 0.02 % false positives with 500,000 IDs, 0.2 % with a million.
+	// about 0.02 % false positives with 250,000 IDs, 0.2 % with 500,000 and
+	// 2 % with a million.
 	idFilterMemBitsLog = 23
 	idFilterHashes     = 4
 	idFilterBlockLog   = 9 // 512-bit blocks: one cache line
@@ -58,10 +59,11 @@ type idFilter struct {
 	complete  atomic.Bool // every ID in the log is in words
 }
 
-// newIDFilter makes an empty filter of 2^bitsLog bits, bitsLog in
-// idFilterBlockLog..64-idFilterHashes×idFilterBlockLog.
+// newIDFilter makes an empty filter of 2^bitsLog bits. The block index takes
+// bitsLog-idFilterBlockLog of the hash's top bits, which must not reach the
+// idFilterHashes×idFilterBlockLog low bits that pick the bits in a block.
 func newIDFilter(bitsLog int) *idFilter {
-	if bitsLog < idFilterBlockLog || bitsLog > 64-idFilterHashes*idFilterBlockLog {
+	if bitsLog < idFilterBlockLog || bitsLog-idFilterBlockLog > 64-idFilterHashes*idFilterBlockLog {
 		panic(fmt.Sprintf("eventlog: an id filter of 2^%d bits", bitsLog))
 	}
 	return &idFilter{seed: maphash.MakeSeed(), blocksLog: bitsLog - idFilterBlockLog, words: make([]atomic.Uint64, 1<<(bitsLog-6))}

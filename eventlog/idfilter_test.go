@@ -3,6 +3,7 @@ package eventlog
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 )
@@ -34,7 +35,7 @@ func TestIDFilterNeverMissesAnAddedID(t *testing.T) {
 			maybe++
 		}
 	}
-	// At 200,000 ids the in-memory size gives under 0.01 % false positives.
+	// At 200,000 ids the in-memory size gives about 0.01 % false positives.
 	if maybe > n/1000 {
 		t.Errorf("%d of %d ids never added may be present", maybe, n)
 	}
@@ -101,33 +102,107 @@ func TestIDFilterFilledOnReopen(t *testing.T) {
 	}
 }
 
-// Closing a log while its filter fills stops the fill.
-func TestIDFilterFillStopsOnClose(t *testing.T) {
-	dir := t.TempDir()
-	l := openDir(t, dir)
-	ids := make([]int, 3*idFilterScanStopEvery)
-	for i := range ids {
-		ids[i] = i + 1
+// pausedFill reopens dir with a fill that stops at its first check for Close
+// until release is closed, and returns once it has stopped there.
+func pausedFill(t *testing.T, dir string) (l *Log, release chan struct{}) {
+	t.Helper()
+	reached := make(chan struct{})
+	release = make(chan struct{})
+	var once sync.Once
+	pause := func() {
+		once.Do(func() {
+			close(reached)
+			<-release
+		})
 	}
-	applyAppends(t, l, 1, appendSpec{stream: "s", ids: ids})
+	l, err := Open(Options{Dir: dir, SyncWrites: true, Genesis: testGenesis, Logger: quietLogger(), idFilterFillPause: pause})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-reached:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the fill did not reach its first check within 30 s")
+	}
+	return l, release
+}
+
+// logOfIDs makes a closed log in dir holding ids 1..n, in batches of 1,000.
+func logOfIDs(t *testing.T, dir string, n int) {
+	t.Helper()
+	l := openDir(t, dir)
+	for seq := uint64(1); int(seq-1)*1000 < n; seq++ {
+		var ids []int
+		for i := int(seq-1)*1000 + 1; i <= min(n, int(seq)*1000); i++ {
+			ids = append(ids, i)
+		}
+		applyAppends(t, l, seq, appendSpec{stream: fmt.Sprint("s", seq), ids: ids})
+	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l = openDir(t, dir)
+}
+
+// While the fill is part way, the filter is not consulted: every id the log
+// holds is found, also those the fill has not reached, and ids appended
+// meanwhile are in the filter once the fill ends.
+func TestIDFilterDuringFill(t *testing.T) {
+	dir := t.TempDir()
+	const n = 3 * idFilterScanStopEvery
+	logOfIDs(t, dir, n)
+	l, release := pausedFill(t, dir)
+	defer l.Close()
+	late := []int{n + 1, n + 2}
+	_, err := l.Apply(header(uint64(n/1000)+2, 0), func(tx *Tx) ([][]byte, error) {
+		for _, i := range []int{1, idFilterScanStopEvery + 1, n} {
+			if _, found, err := tx.EventByID(id(i)); err != nil || !found {
+				t.Errorf("id %d, during the fill: found %v (%v)", i, found, err)
+			}
+		}
+		for _, i := range late {
+			if _, _, err := tx.AppendEvents("late", []NewEvent{{ID: id(i), Type: "t"}}); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	select {
+	case <-l.fillDone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the fill did not end within 30 s")
+	}
+	for i := 1; i <= n+len(late); i++ {
+		if l.ids.absent(id(i)) {
+			t.Fatalf("id %d is in the log and the filter calls it absent", i)
+		}
+	}
+}
+
+// Closing a log while its filter fills stops the fill, which leaves the
+// filter incomplete.
+func TestIDFilterFillStopsOnClose(t *testing.T) {
+	dir := t.TempDir()
+	logOfIDs(t, dir, 3*idFilterScanStopEvery)
+	l, release := pausedFill(t, dir)
 	done := make(chan error, 1)
 	go func() { done <- l.Close() }()
+	// Close closes fillStop before it waits for the fill.
+	<-l.fillStop
+	close(release)
 	select {
 	case err := <-done:
 		if err != nil {
 			t.Fatal(err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("Close did not return within 30 s of a reopen")
+		t.Fatal("Close did not return within 30 s")
 	}
-	select {
-	case <-l.fillDone:
-	default:
-		t.Fatal("Close returned before the fill ended")
+	if l.ids.complete.Load() {
+		t.Error("the fill went on to the end after Close")
 	}
 }
 

@@ -64,12 +64,17 @@ type Options struct {
 	MemTableBytes int64
 	// BlockCacheBytes sizes badger's block cache on disk; 0 picks a default.
 	BlockCacheBytes int64
-	// NoExecutorCache turns the executor's cache off (tests): every read
-	// of an Apply goes to badger, and memos are never kept across batches.
+	// NoExecutorCache turns the executor's cache and the event id filter
+	// off: every read of an Apply goes to badger, and memos are never kept
+	// across batches. For tests, and for opens that never Apply (which then
+	// skip the filter's memory and its fill).
 	NoExecutorCache bool
 	// idFilterBitsLog sizes the event id filter (tests); 0 picks the
 	// size for the mode.
 	idFilterBitsLog int
+	// idFilterFillPause, if set, is called by the filter's fill each time
+	// it checks for Close (tests).
+	idFilterFillPause func()
 }
 
 // Log is the event log. Apply is for one writer at a time (it serialises
@@ -83,7 +88,8 @@ type Log struct {
 	// cache is the executor's cache of committed state; applyMu guards it.
 	cache *execCache
 	// ids is the filter of the log's event IDs (idfilter.go); nil with
-	// NoExecutorCache. fillStop and fillDone stop and await its filling.
+	// NoExecutorCache, or when the log opened with more than idFilterIDsMax
+	// events. fillStop and fillDone stop and await its filling.
 	ids      *idFilter
 	fillStop chan struct{}
 	fillDone chan struct{}
@@ -336,6 +342,9 @@ func (l *Log) fillIDFilter() {
 		}
 		l.ids.add([16]byte(k[1:]))
 		if n++; n%idFilterScanStopEvery == 0 {
+			if l.opts.idFilterFillPause != nil {
+				l.opts.idFilterFillPause()
+			}
 			select {
 			case <-l.fillStop:
 				return

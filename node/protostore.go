@@ -174,7 +174,7 @@ func readOldStore(oldDir string, chain crypto.Digest, logger *slog.Logger) (keys
 	} else if err != nil {
 		return nil, false, fmt.Errorf("protocol state: the old store: %w", err)
 	}
-	old, err := eventlog.Open(eventlog.Options{Dir: oldDir, Genesis: chain, Logger: logger})
+	old, err := eventlog.Open(eventlog.Options{Dir: oldDir, Genesis: chain, Logger: logger, NoExecutorCache: true})
 	if err != nil {
 		return nil, false, fmt.Errorf("protocol state: open the old store: %w", err)
 	}

@@ -74,7 +74,8 @@ func runVerify(c *cli.Context) error {
 }
 
 func verifyHome(home string, g *node.Genesis, rp *node.Replayer) error {
-	log, err := eventlog.Open(eventlog.Options{Dir: filepath.Join(home, "data"), Genesis: g.Hash()})
+	// Walk only reads: no executor cache, no id filter to fill.
+	log, err := eventlog.Open(eventlog.Options{Dir: filepath.Join(home, "data"), Genesis: g.Hash(), NoExecutorCache: true})
 	if err != nil {
 		return fmt.Errorf("open %s (is the node still running?): %w", filepath.Join(home, "data"), err)
 	}
