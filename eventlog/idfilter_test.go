@@ -46,26 +46,14 @@ func TestIDFilterNeverMissesAnAddedID(t *testing.T) {
 // index nor one appended after the reopen — an appended ID is refused again,
 // and a new ID is known new without a read.
 func TestIDFilterFilledOnReopen(t *testing.T) {
-	dir := t.TempDir()
-	l := openDir(t, dir)
-	if !l.ids.complete.Load() {
+	if !openMem(t).ids.complete.Load() {
 		t.Fatal("a new log's filter is not complete")
 	}
+	dir := t.TempDir()
 	// More ids than the fill reads between its checks for Close.
-	const batches, perBatch = 6, 1000
-	n := 0
-	for seq := uint64(1); seq <= batches; seq++ {
-		ids := make([]int, perBatch)
-		for i := range ids {
-			n++
-			ids[i] = n
-		}
-		applyAppends(t, l, seq, appendSpec{stream: fmt.Sprint("s", seq), ids: ids})
-	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	l = openDir(t, dir)
+	const batches, n = 6, 6000
+	logOfIDs(t, dir, n)
+	l := openDir(t, dir)
 	defer l.Close()
 	late := n + 1
 	applyAppends(t, l, batches+1, appendSpec{stream: "late", ids: []int{late}})
