@@ -85,14 +85,16 @@ func Payload(n int) ([]byte, error) {
 	return append(b, '"'), nil
 }
 
-// LoadStats counts what happened inside the measured window. A request
-// counts if it was sent after the window opened; it is completed or failed if
-// its answer came before the window closed.
+// LoadStats counts what happened inside the measured window. In the closed
+// loop a request counts if it was sent after the window opened; in the open
+// loop if its time on the schedule fell inside the window, so that Attempted
+// is the rate times the window however late the dispatcher ran. Either way it
+// is completed or failed if its answer came before the window closed.
 type LoadStats struct {
 	Attempted  uint64 // sent, plus dropped by the generator
 	Completed  uint64 // answered with a verified reply bundle and result ok
 	Failed     uint64 // an error, or a result other than ok
-	Dropped    uint64 // open loop: due while every worker was busy, never sent
+	Dropped    uint64 // open loop: due while every worker was busy, or after the window closed, never sent
 	FirstError string // the first failure, for the report
 }
 
@@ -113,12 +115,18 @@ type Load struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
-	// The window: opened at windowStart (Unix ns, 0 = not yet), closed once
-	// closed is set.
+	// The window: opened at windowStart (Unix ns, 0 = not yet), closed at
+	// windowEnd once closed is set (windowEnd is stored first).
 	windowStart atomic.Int64
+	windowEnd   atomic.Int64
 	closed      atomic.Bool
+	// scheduleStart is when the open loop's event k falls due, less
+	// (k+1)/Rate seconds.
+	scheduleStart time.Time
 
-	attempted, completed, failed, dropped atomic.Uint64
+	// attempted is the closed loop's; the open loop's attempts come from the
+	// schedule, and sent counts those of them the dispatcher handed out.
+	attempted, sent, completed, failed atomic.Uint64
 	// per-interval counts, taken and zeroed by TakeInterval
 	ivCompleted, ivFailed, ivDropped atomic.Uint64
 
@@ -152,11 +160,14 @@ func StartLoad(ctx context.Context, cfg LoadConfig) (*Load, error) {
 		}
 		return l, nil
 	}
-	work := make(chan struct{}) // unbuffered: a send succeeds only when a worker is idle
+	// Unbuffered: a send succeeds only when a worker is idle. An item says
+	// whether its event is due inside the window.
+	work := make(chan bool)
 	for i, s := range cfg.Submitters {
 		l.wg.Add(1)
 		go l.openWorker(ctx, i, s, work)
 	}
+	l.scheduleStart = time.Now()
 	l.wg.Add(1)
 	go l.dispatch(ctx, work)
 	return l, nil
@@ -171,8 +182,10 @@ func (l *Load) OpenWindow() time.Time {
 
 // CloseWindow stops measuring, returning when: answers from then on do not count.
 func (l *Load) CloseWindow() time.Time {
+	now := time.Now()
+	l.windowEnd.Store(now.UnixNano())
 	l.closed.Store(true)
-	return time.Now()
+	return now
 }
 
 // Stop ends the load and waits for every worker to return.
@@ -181,9 +194,24 @@ func (l *Load) Stop() {
 	l.wg.Wait()
 }
 
-// inWindow reports whether something happening now counts.
-func (l *Load) inWindow() bool {
-	return l.windowStart.Load() != 0 && !l.closed.Load()
+// dueBy is how many of the open loop's events fall due by t.
+func (l *Load) dueBy(t time.Time) uint64 {
+	if d := t.Sub(l.scheduleStart); d > 0 {
+		return uint64(d.Seconds() * l.cfg.Rate)
+	}
+	return 0
+}
+
+// dueAt is when the open loop's event k falls due.
+func (l *Load) dueAt(k uint64) time.Time {
+	return l.scheduleStart.Add(time.Duration(float64(k+1) / l.cfg.Rate * float64(time.Second)))
+}
+
+// dueInWindow reports whether an event due at t counts: the window opened
+// at or before t, and had not closed by t.
+func (l *Load) dueInWindow(t time.Time) bool {
+	ws, we := l.windowStart.Load(), l.windowEnd.Load()
+	return ws != 0 && t.UnixNano() >= ws && (we == 0 || t.UnixNano() < we)
 }
 
 // Stats returns the window's counts so far.
@@ -191,10 +219,21 @@ func (l *Load) Stats() LoadStats {
 	l.errMu.Lock()
 	first := l.firstErr
 	l.errMu.Unlock()
-	return LoadStats{
-		Attempted: l.attempted.Load(), Completed: l.completed.Load(), Failed: l.failed.Load(),
-		Dropped: l.dropped.Load(), FirstError: first,
+	st := LoadStats{Attempted: l.attempted.Load(), Completed: l.completed.Load(), Failed: l.failed.Load(), FirstError: first}
+	if l.cfg.Rate > 0 {
+		// Every event due inside the window so far, sent or not: those the
+		// dispatcher has not reached yet are as good as dropped.
+		st.Attempted = 0
+		if ws := l.windowStart.Load(); ws != 0 {
+			end := time.Now()
+			if we := l.windowEnd.Load(); we != 0 {
+				end = time.Unix(0, we)
+			}
+			st.Attempted = l.dueBy(end) - min(l.dueBy(end), l.dueBy(time.Unix(0, ws)))
+			st.Dropped = st.Attempted - min(st.Attempted, l.sent.Load())
+		}
 	}
+	return st
 }
 
 // Latency returns the quantiles of every latency measured in the window.
@@ -244,7 +283,12 @@ func (l *Load) closedWorker(ctx context.Context, i int, s Submitter) {
 		return
 	}
 	for ctx.Err() == nil {
-		if !l.submit(ctx, s, w) {
+		ws := l.windowStart.Load()
+		counted := ws != 0 && time.Now().UnixNano() >= ws && !l.closed.Load()
+		if counted {
+			l.attempted.Add(1)
+		}
+		if !l.submit(ctx, s, w, counted) {
 			// Do not spin on a network that refuses everything at once.
 			// The error only says the load is stopping.
 			_ = wait(ctx, failurePause)
@@ -252,7 +296,7 @@ func (l *Load) closedWorker(ctx context.Context, i int, s Submitter) {
 	}
 }
 
-func (l *Load) openWorker(ctx context.Context, i int, s Submitter, work <-chan struct{}) {
+func (l *Load) openWorker(ctx context.Context, i int, s Submitter, work <-chan bool) {
 	defer l.wg.Done()
 	w, err := l.newWorker(i)
 	if err != nil {
@@ -263,25 +307,20 @@ func (l *Load) openWorker(ctx context.Context, i int, s Submitter, work <-chan s
 		select {
 		case <-ctx.Done():
 			return
-		case <-work:
+		case counted := <-work:
 			// An open-loop worker's failure costs nothing extra: the
 			// schedule paces it.
-			l.submit(ctx, s, w)
+			l.submit(ctx, s, w, counted)
 		}
 	}
 }
 
-// submit sends one event, counts its outcome if it belongs to the window,
-// and reports whether it succeeded.
-func (l *Load) submit(ctx context.Context, s Submitter, w *worker) bool {
+// submit sends one event, counts its outcome if it belongs to the window
+// (counted) and its answer came before the window closed, and reports
+// whether it succeeded.
+func (l *Load) submit(ctx context.Context, s Submitter, w *worker, counted bool) bool {
 	cmd := l.command(w)
 	start := time.Now()
-	ws := l.windowStart.Load()
-	counted := ws != 0 && start.UnixNano() >= ws && !l.closed.Load()
-	if counted && l.cfg.Rate == 0 {
-		// The open loop's dispatcher counts its own attempts.
-		l.attempted.Add(1)
-	}
 	reply, err := s.Submit(ctx, cmd)
 	latency := time.Since(start)
 	if err == nil && reply.Result.Code != ledger.CodeOK {
@@ -311,12 +350,13 @@ func (l *Load) fail(err error) {
 }
 
 // dispatch hands out events on the open loop's schedule, event k falling due
-// at k/Rate seconds after the start. An event due while no worker is idle is
-// dropped, not queued: the bound on outstanding requests holds, and the
-// schedule does not bend to the system's speed.
-func (l *Load) dispatch(ctx context.Context, work chan<- struct{}) {
+// at (k+1)/Rate seconds after scheduleStart. An event due while no worker is
+// idle is dropped, not queued: the bound on outstanding requests holds, and
+// the schedule does not bend to the system's speed. An event due inside the
+// window that the dispatcher reaches only after the window closed is dropped
+// too: the generator fell behind, and the schedule still counts it.
+func (l *Load) dispatch(ctx context.Context, work chan<- bool) {
 	defer l.wg.Done()
-	start := time.Now()
 	var issued uint64
 	pause := time.NewTimer(0)
 	defer pause.Stop()
@@ -326,23 +366,26 @@ func (l *Load) dispatch(ctx context.Context, work chan<- struct{}) {
 			return
 		case <-pause.C:
 		}
-		due := uint64(time.Since(start).Seconds() * l.cfg.Rate)
-		for ; issued < due; issued++ {
-			counted := l.inWindow()
-			if counted {
-				l.attempted.Add(1)
+		for due := l.dueBy(time.Now()); issued < due; issued++ {
+			// closed first: once it is set, so is windowEnd.
+			closed := l.closed.Load()
+			counted := l.dueInWindow(l.dueAt(issued))
+			if counted && closed {
+				l.ivDropped.Add(1)
+				continue
 			}
 			select {
-			case work <- struct{}{}:
+			case work <- counted:
+				if counted {
+					l.sent.Add(1)
+				}
 			default:
 				if counted {
-					l.dropped.Add(1)
 					l.ivDropped.Add(1)
 				}
 			}
 		}
-		next := start.Add(time.Duration(float64(issued+1) / l.cfg.Rate * float64(time.Second)))
-		pause.Reset(max(time.Until(next), dispatchPauseMin))
+		pause.Reset(max(time.Until(l.dueAt(issued)), dispatchPauseMin))
 	}
 }
 

@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -47,29 +48,33 @@ func TestBenchLoadConfigBounds(t *testing.T) {
 // the count of attempts in the window is the rate times the window's length.
 func TestBenchOpenLoopIssuesTheAskedRate(t *testing.T) {
 	fn := newFakeNode(t, true)
-	const rate = 300
+	const rate, workers = 300, 8
 	m, err := Generate(context.Background(),
-		LoadConfig{Submitters: fn.submitters(8), PayloadBytes: 64, Rate: rate},
+		LoadConfig{Submitters: fn.submitters(workers), PayloadBytes: 64, Rate: rate},
 		Window{Warmup: 100 * time.Millisecond, Duration: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := m.Stats
+	// Attempts are the schedule's: exactly the events due in the window,
+	// however late the dispatcher ran.
 	want := rate * m.Elapsed.Seconds()
-	if float64(st.Attempted) < 0.8*want || float64(st.Attempted) > 1.2*want+2 {
-		t.Errorf("%d attempts in %v at %d/s, want about %.0f", st.Attempted, m.Elapsed, rate, want)
+	if math.Abs(float64(st.Attempted)-want) > 1 {
+		t.Errorf("%d attempts in %v at %d/s, want %.1f", st.Attempted, m.Elapsed, rate, want)
 	}
 	// Everything attempted was sent or dropped; what was sent either came
 	// back or was still out when the window closed (at most one per worker).
 	done := st.Completed + st.Failed + st.Dropped
-	if done > st.Attempted || st.Attempted-done > 8 {
+	if done > st.Attempted || st.Attempted-done > workers {
 		t.Errorf("attempted %d, completed %d, failed %d, dropped %d", st.Attempted, st.Completed, st.Failed, st.Dropped)
 	}
 	if st.Failed != 0 {
 		t.Errorf("%d failed: %s", st.Failed, st.FirstError)
 	}
-	if st.Completed == 0 || m.Latency.Count != st.Completed {
-		t.Errorf("%d completed, %d latencies", st.Completed, m.Latency.Count)
+	// The node answers at once, so the generator sends most of the schedule
+	// (a loose bound: only a dispatcher stalled for half the window misses it).
+	if st.Completed < st.Attempted/2 || m.Latency.Count != st.Completed {
+		t.Errorf("%d of %d attempts completed, %d latencies", st.Completed, st.Attempted, m.Latency.Count)
 	}
 	events, _, _ := fn.counts()
 	if events < st.Completed {
