@@ -229,7 +229,8 @@ func (l *Load) Stats() LoadStats {
 			if we := l.windowEnd.Load(); we != 0 {
 				end = time.Unix(0, we)
 			}
-			st.Attempted = l.dueBy(end) - min(l.dueBy(end), l.dueBy(time.Unix(0, ws)))
+			byEnd, byStart := l.dueBy(end), l.dueBy(time.Unix(0, ws))
+			st.Attempted = byEnd - min(byEnd, byStart)
 			st.Dropped = st.Attempted - min(st.Attempted, l.sent.Load())
 		}
 	}
