@@ -51,12 +51,12 @@ func TestIDFilterFilledOnReopen(t *testing.T) {
 	}
 	dir := t.TempDir()
 	// More ids than the fill reads between its checks for Close.
-	const batches, n = 6, 6000
-	logOfIDs(t, dir, n)
+	const n = 6000
+	head := logOfIDs(t, dir, n)
 	l := openDir(t, dir)
 	defer l.Close()
 	late := n + 1
-	applyAppends(t, l, batches+1, appendSpec{stream: "late", ids: []int{late}})
+	applyAppends(t, l, head+1, appendSpec{stream: "late", ids: []int{late}})
 	select {
 	case <-l.fillDone:
 	case <-time.After(30 * time.Second):
@@ -70,7 +70,7 @@ func TestIDFilterFilledOnReopen(t *testing.T) {
 			t.Fatalf("id %d is in the log and the filter calls it absent", i)
 		}
 	}
-	_, err := l.Apply(header(batches+2, 0), func(tx *Tx) ([][]byte, error) {
+	_, err := l.Apply(header(head+2, 0), func(tx *Tx) ([][]byte, error) {
 		for _, i := range []int{1, n, late} {
 			if _, _, err := tx.AppendEvents("again", []NewEvent{{ID: id(i), Type: "t"}}); err == nil {
 				t.Errorf("id %d appended twice", i)
@@ -115,11 +115,13 @@ func pausedFill(t *testing.T, dir string) (l *Log, release chan struct{}) {
 	return l, release
 }
 
-// logOfIDs makes a closed log in dir holding ids 1..n, in batches of 1,000.
-func logOfIDs(t *testing.T, dir string, n int) {
+// logOfIDs makes a closed log in dir holding ids 1..n, in batches of 1,000,
+// and returns its last seq.
+func logOfIDs(t *testing.T, dir string, n int) (head uint64) {
 	t.Helper()
 	l := openDir(t, dir)
 	for seq := uint64(1); int(seq-1)*1000 < n; seq++ {
+		head = seq
 		var ids []int
 		for i := int(seq-1)*1000 + 1; i <= min(n, int(seq)*1000); i++ {
 			ids = append(ids, i)
@@ -129,6 +131,7 @@ func logOfIDs(t *testing.T, dir string, n int) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return head
 }
 
 // While the fill is part way, the filter is not consulted: every id the log
@@ -137,11 +140,11 @@ func logOfIDs(t *testing.T, dir string, n int) {
 func TestIDFilterDuringFill(t *testing.T) {
 	dir := t.TempDir()
 	const n = 3 * idFilterScanStopEvery
-	logOfIDs(t, dir, n)
+	head := logOfIDs(t, dir, n)
 	l, release := pausedFill(t, dir)
 	defer l.Close()
 	late := []int{n + 1, n + 2}
-	_, err := l.Apply(header(uint64(n/1000)+2, 0), func(tx *Tx) ([][]byte, error) {
+	_, err := l.Apply(header(head+1, 0), func(tx *Tx) ([][]byte, error) {
 		for _, i := range []int{1, idFilterScanStopEvery + 1, n} {
 			if _, found, err := tx.EventByID(id(i)); err != nil || !found {
 				t.Errorf("id %d, during the fill: found %v (%v)", i, found, err)
