@@ -1,8 +1,10 @@
 package codec
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -101,4 +103,47 @@ func Canonical[T any](data []byte) (T, error) {
 		return v, fmt.Errorf("codec: %T is not canonically encoded", v)
 	}
 	return v, nil
+}
+
+// FrameHeaderBytes is the length prefix of a frame: a big-endian uint32.
+const FrameHeaderBytes = 4
+
+// AppendFrame appends v's encoding as one frame: its length as a big-endian
+// uint32, then the bytes. A stream of frames carries values one at a time
+// with a bound on each that a reader checks before it allocates.
+func AppendFrame(dst []byte, v any) ([]byte, error) {
+	b, err := Marshal(v)
+	if err != nil {
+		return dst, err
+	}
+	if len(b) > MaxMessageBytes {
+		return dst, fmt.Errorf("codec: frame of %d bytes: %w", len(b), ErrTooLarge)
+	}
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(b)))
+	return append(dst, b...), nil
+}
+
+// ReadFrame reads one frame from r and returns its value's bytes. It returns
+// io.EOF at a clean end of the stream (no byte of a next frame), and an error
+// for a frame longer than max or cut short.
+func ReadFrame(r io.Reader, max int) ([]byte, error) {
+	var h [FrameHeaderBytes]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			return nil, fmt.Errorf("codec: frame header cut short: %w", err)
+		}
+		return nil, err
+	}
+	n := binary.BigEndian.Uint32(h[:])
+	if uint64(n) > uint64(max) {
+		return nil, fmt.Errorf("codec: frame of %d bytes above the bound of %d", n, max)
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(r, b); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("codec: frame of %d bytes cut short: %w", n, err)
+	}
+	return b, nil
 }

@@ -33,6 +33,7 @@ const (
 func (n *Node) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/requests", n.handleSubmit)
+	mux.HandleFunc("POST /v1/requests/batch", n.handleSubmitBatch)
 	mux.HandleFunc("GET /v1/status", n.handleStatus)
 	mux.HandleFunc("GET /v1/genesis", n.handleGenesis)
 	mux.HandleFunc("GET /v1/events", n.handleEvents)
@@ -124,25 +125,17 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 // submitHTTP checks, forwards and submits one signed request, then waits for
 // its reply bundle. It writes the 200 answer itself and returns the outcome.
 func (n *Node) submitHTTP(w http.ResponseWriter, r *http.Request) (code string, status int, msg string) {
-	if why := n.halted.Load(); why != nil {
-		return "halted", http.StatusServiceUnavailable, "this replica has stopped voting: " + *why
-	}
-	if n.submitsInFlight.Add(1) > submitsInFlightMax {
-		n.submitsInFlight.Add(-1)
-		return "busy", http.StatusTooManyRequests, fmt.Sprintf("%d requests already waiting for replies here; retry later or elsewhere", submitsInFlightMax)
+	if code, status, msg := n.admitSubmits(1); status != 0 {
+		return code, status, msg
 	}
 	defer n.submitsInFlight.Add(-1)
 	max := n.genesis.Params.RequestBytesMax
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 		max = jsonBodyBytesMax
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(max)))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		return "too_large", http.StatusRequestEntityTooLarge, fmt.Sprintf("request body above %d bytes", max)
-	}
-	if err != nil {
-		return "malformed", http.StatusBadRequest, "reading body: " + err.Error()
+	body, code, status, msg := readBody(w, r, max)
+	if status != 0 {
+		return code, status, msg
 	}
 	raw := body
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
@@ -152,32 +145,72 @@ func (n *Node) submitHTTP(w http.ResponseWriter, r *http.Request) (code string, 
 		if err := json.Unmarshal(body, &env); err != nil {
 			return "malformed", http.StatusBadRequest, "JSON envelope: " + err.Error()
 		}
+		var err error
 		if raw, err = base64.StdEncoding.DecodeString(env.RequestB64); err != nil {
 			return "malformed", http.StatusBadRequest, "request_b64: " + err.Error()
 		}
 	}
+	ctx, cancel := context.WithTimeout(r.Context(), replyTimeout)
+	defer cancel()
+	b, code, status, msg := n.submitRequest(ctx, raw)
+	if status != http.StatusOK {
+		return code, status, msg
+	}
+	return writeBundle(w, r, b)
+}
+
+// admitSubmits reserves k of the submitsInFlightMax places, or says why not
+// (a zero status means admitted; the caller gives the places back).
+func (n *Node) admitSubmits(k int) (code string, status int, msg string) {
+	if why := n.halted.Load(); why != nil {
+		return "halted", http.StatusServiceUnavailable, "this replica has stopped voting: " + *why
+	}
+	if n.submitsInFlight.Add(int64(k)) > submitsInFlightMax {
+		n.submitsInFlight.Add(-int64(k))
+		return "busy", http.StatusTooManyRequests, fmt.Sprintf("%d requests already waiting for replies here; retry later or elsewhere", submitsInFlightMax)
+	}
+	return "", 0, ""
+}
+
+// readBody reads a request body of at most max bytes, or says why not (a
+// zero status means read).
+func readBody(w http.ResponseWriter, r *http.Request, max int) (body []byte, code string, status int, msg string) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(max)))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return nil, "too_large", http.StatusRequestEntityTooLarge, fmt.Sprintf("request body above %d bytes", max)
+	}
+	if err != nil {
+		return nil, "malformed", http.StatusBadRequest, "reading body: " + err.Error()
+	}
+	return body, "", 0, ""
+}
+
+// submitRequest checks one signed request, forwards it to the primary, hands
+// it to the replica and waits, until ctx ends, for its reply bundle. It
+// returns the bundle with status 200, or the outcome's code, status and
+// message.
+func (n *Node) submitRequest(ctx context.Context, raw []byte) (b *pbft.ReplyBundle, code string, status int, msg string) {
 	if len(raw) > n.genesis.Params.RequestBytesMax {
-		return "too_large", http.StatusRequestEntityTooLarge, fmt.Sprintf("request of %d bytes above request_bytes_max %d", len(raw), n.genesis.Params.RequestBytesMax)
+		return nil, "too_large", http.StatusRequestEntityTooLarge, fmt.Sprintf("request of %d bytes above request_bytes_max %d", len(raw), n.genesis.Params.RequestBytesMax)
 	}
 	sr, req, err := pbft.DecodeRequest(raw)
 	if err != nil {
-		return "malformed", http.StatusBadRequest, err.Error()
+		return nil, "malformed", http.StatusBadRequest, err.Error()
 	}
 	if !n.admits(req.Client) {
-		return "not_admitted", http.StatusForbidden, fmt.Sprintf("client %v is not admitted (not on the genesis allowlist, or not a usable Ed25519 key)", req.Client)
+		return nil, "not_admitted", http.StatusForbidden, fmt.Sprintf("client %v is not admitted (not on the genesis allowlist, or not a usable Ed25519 key)", req.Client)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), replyTimeout)
-	defer cancel()
 	h := crypto.Hash(raw)
 	if !n.verified.has(h) {
 		ok, err := n.checkSubmit(ctx, req.Client, sr.Body, sr.Sig)
 		switch {
 		case errors.Is(err, errStopping):
-			return "stopping", http.StatusServiceUnavailable, "the node is stopping"
+			return nil, "stopping", http.StatusServiceUnavailable, "the node is stopping"
 		case err != nil:
-			return "busy", http.StatusTooManyRequests, "no signature check in time: the node is overloaded"
+			return nil, "busy", http.StatusTooManyRequests, "no signature check in time: the node is overloaded"
 		case !ok:
-			return "bad_signature", http.StatusUnauthorized, "request signature does not verify for this chain"
+			return nil, "bad_signature", http.StatusUnauthorized, "request signature does not verify for this chain"
 		}
 		n.verified.add(h)
 	}
@@ -192,20 +225,20 @@ func (n *Node) submitHTTP(w http.ResponseWriter, r *http.Request) (code string, 
 	select {
 	case n.submitCh <- submission{raw: raw, done: done}:
 	case <-ctx.Done():
-		return "busy", http.StatusTooManyRequests, "the node's submit queue is full"
+		return nil, "busy", http.StatusTooManyRequests, "the node's submit queue is full"
 	}
 	select {
 	case err := <-done:
 		switch {
 		case errors.Is(err, pbft.ErrPendingFull):
-			return "busy", http.StatusTooManyRequests, err.Error()
+			return nil, "busy", http.StatusTooManyRequests, err.Error()
 		case errors.Is(err, pbft.ErrRequestTooLarge):
-			return "too_large", http.StatusRequestEntityTooLarge, err.Error()
+			return nil, "too_large", http.StatusRequestEntityTooLarge, err.Error()
 		case err != nil:
-			return "rejected", http.StatusBadRequest, err.Error()
+			return nil, "rejected", http.StatusBadRequest, err.Error()
 		}
 	case <-ctx.Done():
-		return "timeout", http.StatusServiceUnavailable, "the node did not accept the request in time"
+		return nil, "timeout", http.StatusServiceUnavailable, "the node did not accept the request in time"
 	}
 	everyone := time.NewTimer(n.forwardAllAfter())
 	defer everyone.Stop()
@@ -217,9 +250,9 @@ func (n *Node) submitHTTP(w http.ResponseWriter, r *http.Request) (code string, 
 			n.host.Broadcast(frame)
 			n.metrics.forwards.WithLabelValues("all").Inc()
 		case b := <-wt.ch:
-			return writeBundle(w, r, b)
+			return b, "", http.StatusOK, ""
 		case <-ctx.Done():
-			return "timeout", http.StatusServiceUnavailable, fmt.Sprintf("no reply from f+1 replicas within %v; the request may still commit, retry it unchanged", replyTimeout)
+			return nil, "timeout", http.StatusServiceUnavailable, fmt.Sprintf("no reply from f+1 replicas within %v; the request may still commit, retry it unchanged", replyTimeout)
 		}
 	}
 }
@@ -268,22 +301,34 @@ func qualityZero(params string) bool {
 	return false
 }
 
-// writeBundle writes the 200 answer for a request's reply bundle: the
-// canonical CBOR of b if the client asked for it, otherwise JSON with the
-// result also rendered for humans.
-func writeBundle(w http.ResponseWriter, r *http.Request, b *pbft.ReplyBundle) (code string, status int, msg string) {
+// bundleResult decodes the result in one of our own bundles.
+func bundleResult(b *pbft.ReplyBundle) ledger.Result {
 	var res ledger.Result
 	if err := codec.Unmarshal(b.Result, &res); err != nil {
 		panic("node: our own result does not decode: " + err.Error())
 	}
+	return res
+}
+
+// bundleCBOR returns a bundle's canonical CBOR and its result's code.
+func bundleCBOR(b *pbft.ReplyBundle) (code string, body []byte) {
+	res := bundleResult(b)
+	return res.Code, codec.MustMarshal(b)
+}
+
+// writeBundle writes the 200 answer for a request's reply bundle: the
+// canonical CBOR of b if the client asked for it, otherwise JSON with the
+// result also rendered for humans.
+func writeBundle(w http.ResponseWriter, r *http.Request, b *pbft.ReplyBundle) (code string, status int, msg string) {
 	if acceptsCBOR(r) {
-		body := codec.MustMarshal(b)
+		code, body := bundleCBOR(b)
 		w.Header().Set("Content-Type", mediaCBOR)
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		w.WriteHeader(http.StatusOK)
 		w.Write(body)
-		return res.Code, http.StatusOK, ""
+		return code, http.StatusOK, ""
 	}
+	res := bundleResult(b)
 	out := bundleJSON{
 		EntrySeq: b.EntrySeq, Result: resultJSON(&res), ResultB64: base64.StdEncoding.EncodeToString(b.Result),
 		ResultIndex: b.ResultIndex, ResultCount: b.ResultCount, Proof: make([]string, len(b.Proof)), Executed: make([]string, len(b.Executed)),

@@ -33,6 +33,8 @@ type metrics struct {
 	batchRequests   prometheus.Histogram // requests per executed batch
 	verifyChunkSigs prometheus.Histogram // signatures per verification chunk
 	submitCheckSigs prometheus.Histogram // HTTP submit signatures per batch check
+	// requests per batch submit (POST /v1/requests/batch)
+	submitBatchRequests prometheus.Histogram
 }
 
 // secondsBuckets span 50 µs to about 3.3 s.
@@ -61,19 +63,20 @@ func newMetrics() *metrics {
 		fetched:  prometheus.NewCounter(prometheus.CounterOpts{Name: "ordo_entries_fetched_total", Help: "Entries fetched from peers while catching up."}),
 		halted:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "ordo_halted", Help: "1 when storage failed and this replica stopped voting or executing."}),
 
-		submitSeconds:   histogram("ordo_submit_seconds", "HTTP submits answered with a reply bundle: from the request's arrival to the answer.", secondsBuckets),
-		roundSeconds:    histogram("ordo_driver_round_seconds", "One round of the protocol driver: its inputs, the protocol-state write and the sends.", secondsBuckets),
-		protocolWrite:   histogram("ordo_protocol_write_seconds", "The durable write of a round's protocol state, before its votes leave.", secondsBuckets),
-		verifySeconds:   histogram("ordo_verify_seconds", "Decoding and batch-verifying one chunk of inbound frames.", secondsBuckets),
-		applySeconds:    histogram("ordo_apply_seconds", "Applying one committed batch to the log and ledger (before the fsync).", secondsBuckets),
-		logSyncSeconds:  histogram("ordo_log_sync_seconds", "The executor's group fsync of applied batches.", secondsBuckets),
-		batchRequests:   histogram("ordo_batch_requests", "Client requests per executed batch.", prometheus.ExponentialBuckets(1, 2, 12)),
-		verifyChunkSigs: histogram("ordo_verify_chunk_signatures", "Signatures checked together in one verification chunk.", prometheus.ExponentialBuckets(1, 2, 12)),
-		submitCheckSigs: histogram("ordo_submit_check_signatures", "HTTP submits whose signatures the gateway checked together.", prometheus.ExponentialBuckets(1, 2, 8)),
+		submitSeconds:       histogram("ordo_submit_seconds", "HTTP submits answered with a reply bundle: from the request's arrival to the answer.", secondsBuckets),
+		roundSeconds:        histogram("ordo_driver_round_seconds", "One round of the protocol driver: its inputs, the protocol-state write and the sends.", secondsBuckets),
+		protocolWrite:       histogram("ordo_protocol_write_seconds", "The durable write of a round's protocol state, before its votes leave.", secondsBuckets),
+		verifySeconds:       histogram("ordo_verify_seconds", "Decoding and batch-verifying one chunk of inbound frames.", secondsBuckets),
+		applySeconds:        histogram("ordo_apply_seconds", "Applying one committed batch to the log and ledger (before the fsync).", secondsBuckets),
+		logSyncSeconds:      histogram("ordo_log_sync_seconds", "The executor's group fsync of applied batches.", secondsBuckets),
+		batchRequests:       histogram("ordo_batch_requests", "Client requests per executed batch.", prometheus.ExponentialBuckets(1, 2, 12)),
+		verifyChunkSigs:     histogram("ordo_verify_chunk_signatures", "Signatures checked together in one verification chunk.", prometheus.ExponentialBuckets(1, 2, 12)),
+		submitCheckSigs:     histogram("ordo_submit_check_signatures", "HTTP submits whose signatures the gateway checked together.", prometheus.ExponentialBuckets(1, 2, 8)),
+		submitBatchRequests: histogram("ordo_submit_batch_requests", "Signed requests per batch submit (POST /v1/requests/batch).", prometheus.ExponentialBuckets(1, 2, 9)),
 	}
 	m.reg.MustRegister(m.refusals, m.submits, m.forwards, m.batches, m.requests, m.events, m.fsyncs, m.fetched, m.halted,
 		m.submitSeconds, m.roundSeconds, m.protocolWrite, m.verifySeconds, m.applySeconds, m.logSyncSeconds,
-		m.batchRequests, m.verifyChunkSigs, m.submitCheckSigs,
+		m.batchRequests, m.verifyChunkSigs, m.submitCheckSigs, m.submitBatchRequests,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	return m
 }

@@ -122,6 +122,27 @@ type ReplyBundle struct {
 	Executed    [][]byte        `cbor:"6,keyasint" json:"executed"`     // encoded Envelopes of kind EXECUTED
 }
 
+// Bounds of a batch submit (POST /v1/requests/batch).
+const (
+	// SubmitBatchMax bounds the signed requests in one batch submit.
+	SubmitBatchMax = 256
+	// SubmitBatchBytesMax bounds a batch submit's body; each request in it
+	// is also bound by the network's request_bytes_max.
+	SubmitBatchBytesMax = 4 << 20
+)
+
+// SubmitAnswer is one request's answer inside the answer of a batch submit:
+// what POST /v1/requests would have answered for that request alone to a
+// client that accepts application/cbor — its HTTP status, media type and
+// body (a reply bundle, or a JSON error). Index is the request's place in the
+// batch; answers come in the order the requests finish.
+type SubmitAnswer struct {
+	Index       uint32 `cbor:"1,keyasint"`
+	Status      uint16 `cbor:"2,keyasint"`
+	ContentType string `cbor:"3,keyasint"`
+	Body        []byte `cbor:"4,keyasint"`
+}
+
 // Checkpoint states that executing every batch up to Seq left this replica's
 // state with StateDigest (the node decides what the digest covers: the log
 // head hash and the replicated state). 2f+1 matching Checkpoints from distinct
