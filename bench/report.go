@@ -58,8 +58,11 @@ type Summary struct {
 	Mode                    string    `json:"mode"` // "closed_loop" or "open_loop"
 	RateEventsPerSec        float64   `json:"rate_events_per_sec"`
 	WarmupS                 float64   `json:"warmup_s"`
-	EventsPerSecSource      string    `json:"events_per_sec_source"` // "node_last_position" or "client_completions"
-	EventsCommitted         uint64    `json:"events_committed"`
+	// SubmitBatch is --submit-batch: 0 when each request had an HTTP
+	// exchange of its own, else the most requests in one batch submit.
+	SubmitBatch        int    `json:"submit_batch"`
+	EventsPerSecSource string `json:"events_per_sec_source"` // "node_last_position" or "client_completions"
+	EventsCommitted    uint64 `json:"events_committed"`
 	// BatchesCommitted and EventsPerBatch are from the sampled node's
 	// executed_seq over the same window: most of a node's work is per batch
 	// (signatures, fsyncs, messages), so they say how far it is spread.

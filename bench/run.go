@@ -17,6 +17,7 @@ import (
 	"github.com/ordoledger/ordo/crypto"
 	"github.com/ordoledger/ordo/ledger"
 	"github.com/ordoledger/ordo/node"
+	"github.com/ordoledger/ordo/pbft"
 )
 
 // Defaults and bounds of a run.
@@ -59,8 +60,12 @@ type Options struct {
 	Clients      int
 	PayloadBytes int
 	Rate         float64 // events/s, 0 = closed loop
-	Duration     time.Duration
-	Warmup       time.Duration
+	// SubmitBatch, if above 0, sends the clients' requests to each node in
+	// shared batch submits of up to this many (client.Batcher); 0 gives each
+	// request an HTTP exchange of its own.
+	SubmitBatch int
+	Duration    time.Duration
+	Warmup      time.Duration
 	// Executable is the ordo binary for the local network.
 	Executable string
 	// ClusterParent is where the local network's directory is made (default
@@ -94,6 +99,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("--payload %d: want %d..%d bytes", o.PayloadBytes, PayloadBytesMin, PayloadBytesMax)
 	case o.Rate < 0 || o.Rate > RateMax:
 		return fmt.Errorf("--rate %g: want 0 (closed loop) up to %g events/s", o.Rate, RateMax)
+	case o.SubmitBatch < 0 || o.SubmitBatch > pbft.SubmitBatchMax:
+		return fmt.Errorf("--submit-batch %d: want 0 (off) up to %d", o.SubmitBatch, pbft.SubmitBatchMax)
 	case o.Duration < DurationMin || o.Duration > DurationMax:
 		return fmt.Errorf("--duration %v: want %v..%v", o.Duration, DurationMin, DurationMax)
 	case o.Warmup < 0 || o.Warmup > WarmupMax:
@@ -162,6 +169,7 @@ type runner struct {
 	genesis *node.Genesis
 	procs   []Process
 	http    *http.Client
+	batcher *client.Batcher // nil without SubmitBatch
 	status  *client.Client
 	// noProjections is set once the sampled node answered 404 for
 	// /v1/projections.
@@ -173,6 +181,13 @@ func (r *runner) run(ctx context.Context) (*Result, error) {
 	tr.MaxIdleConnsPerHost = r.o.Clients
 	defer tr.CloseIdleConnections()
 	r.http = &http.Client{Transport: tr}
+	if r.o.SubmitBatch > 0 {
+		var err error
+		if r.batcher, err = client.NewBatcher(client.BatcherConfig{HTTPClient: r.http, Max: r.o.SubmitBatch}); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		defer r.batcher.Close()
+	}
 	submitters, keys, err := r.clients()
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -233,7 +248,7 @@ func (r *runner) clients() ([]Submitter, int, error) {
 		c, err := client.New(client.Config{
 			Nodes: nodes, Key: key, Chain: r.genesis.Hash(), Validators: r.genesis.Keys(),
 			RequestBytesMax: r.genesis.Params.RequestBytesMax, HTTPClient: r.http, Logger: r.o.Logger,
-			Statements: statements,
+			Statements: statements, Batcher: r.batcher,
 		})
 		if err != nil {
 			return nil, 0, err
@@ -458,6 +473,7 @@ func (r *runner) result(load *Load, series []Second, ps *procSampler, lags *Hist
 		Mode:                    "closed_loop",
 		RateEventsPerSec:        r.o.Rate,
 		WarmupS:                 r.o.Warmup.Seconds(),
+		SubmitBatch:             r.o.SubmitBatch,
 		ClientEventsPerSec:      round(float64(stats.Completed)/secs, 1),
 		Attempted:               stats.Attempted,
 		Completed:               stats.Completed,

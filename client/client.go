@@ -100,6 +100,10 @@ type Config struct {
 	// that each EXECUTED signature is verified once per batch, not once per
 	// request (default: a cache of this client's own).
 	Statements *StatementCache
+	// Batcher, if set, carries Submit's requests to the nodes in exchanges
+	// shared with other requests (of this client and of others using the
+	// same Batcher); nil sends each in an exchange of its own.
+	Batcher *Batcher
 }
 
 // Client talks to an ordo network. It is safe for concurrent use.
@@ -110,6 +114,7 @@ type Client struct {
 	timeout         time.Duration
 	requestBytesMax int
 	http            *http.Client
+	batcher         *Batcher
 	log             *slog.Logger
 	// preferred is the index of the node that last answered well; attempts
 	// start there so one dead node does not cost every call a timeout.
@@ -145,6 +150,7 @@ func New(cfg Config) (*Client, error) {
 		timeout:         cfg.Timeout,
 		requestBytesMax: cfg.RequestBytesMax,
 		http:            cfg.HTTPClient,
+		batcher:         cfg.Batcher,
 		log:             cfg.Logger,
 	}
 	if c.timeout < 0 {
@@ -270,7 +276,7 @@ func (c *Client) submitOnce(ctx context.Context, command []byte) (*Reply, error)
 	}
 	var reply *Reply
 	err := c.failover(ctx, "submit", func(ctx context.Context, node string) error {
-		a, err := c.exchange(ctx, c.timeout, node, http.MethodPost, "/v1/requests", acceptBundle, req, bundleBytesMax)
+		a, err := c.submitExchange(ctx, node, req)
 		if err != nil {
 			return err
 		}
@@ -299,6 +305,20 @@ func (c *Client) submitOnce(ctx context.Context, command []byte) (*Reply, error)
 		return nil, err
 	}
 	return reply, nil
+}
+
+// submitExchange sends one signed request to node, through the Batcher if
+// there is one (and the node serves batch submits), and returns the answer.
+func (c *Client) submitExchange(ctx context.Context, node string, req []byte) (answer, error) {
+	if c.batcher != nil {
+		ctx, cancel := context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+		a, err := c.batcher.exchange(ctx, node, req)
+		if !errors.Is(err, errNoBatchSubmit) {
+			return a, err
+		}
+	}
+	return c.exchange(ctx, c.timeout, node, http.MethodPost, "/v1/requests", acceptBundle, req, bundleBytesMax)
 }
 
 // retryableError marks an attempt failure after which another node (or a
@@ -331,6 +351,9 @@ func (c *Client) failover(ctx context.Context, op string, attempt func(ctx conte
 			}
 			if ctx.Err() != nil {
 				return fmt.Errorf("%s: %w (last error: %v)", op, ctx.Err(), err)
+			}
+			if errors.Is(err, ErrBatcherClosed) {
+				return fmt.Errorf("%s: %w", op, err)
 			}
 			var re *retryableError
 			var apiErr *APIError
@@ -411,16 +434,22 @@ func (c *Client) exchange(ctx context.Context, timeout time.Duration, node, meth
 	if err != nil {
 		return answer{}, &retryableError{err: fmt.Errorf("%s: reading the answer: %w", node, err)}
 	}
+	return classify(node, resp.StatusCode, resp.Header.Get("Content-Type"), raw, limit)
+}
+
+// classify turns one answer into the answer or, for 5xx and 429, or a body
+// above limit, a *retryableError.
+func classify(node string, status int, contentType string, raw []byte, limit int64) (answer, error) {
 	if int64(len(raw)) > limit {
 		return answer{}, &retryableError{err: fmt.Errorf("%s: answer larger than %d bytes", node, limit)}
 	}
-	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+	if status >= 500 || status == http.StatusTooManyRequests {
 		return answer{}, &retryableError{
-			err:  answerError(node, resp.StatusCode, raw),
-			busy: resp.StatusCode == http.StatusTooManyRequests,
+			err:  answerError(node, status, raw),
+			busy: status == http.StatusTooManyRequests,
 		}
 	}
-	return answer{body: raw, status: resp.StatusCode, contentType: resp.Header.Get("Content-Type")}, nil
+	return answer{body: raw, status: status, contentType: contentType}, nil
 }
 
 // answerError turns a non-success answer into an error carrying the server's

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ordoledger/ordo/bench"
 	"github.com/ordoledger/ordo/crypto"
+	"github.com/ordoledger/ordo/pbft"
 )
 
 func benchCommand() *cli.Command {
@@ -33,6 +34,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "clients", Usage: "concurrent clients, each with its own key (open loop: the bound on outstanding requests)", Value: bench.DefaultClients},
 			&cli.IntFlag{Name: "payload", Usage: "bytes of JSON data per event", Value: bench.DefaultPayloadBytes},
 			&cli.Float64Flag{Name: "rate", Usage: "open loop at this many events/s; 0 is closed loop"},
+			&cli.IntFlag{Name: "submit-batch", Usage: fmt.Sprintf("send the clients' requests to each node in shared batch submits of up to this many (1..%d); 0 gives each request an HTTP exchange of its own", pbft.SubmitBatchMax)},
 			&cli.StringFlag{Name: "out", Usage: "directory for summary.json, timeseries.csv and the plots (default: print the summary only)"},
 			&cli.StringSliceFlag{Name: "node", Usage: "measure the running network at these API URLs instead of a local one"},
 			genesisFlag(),
@@ -53,6 +55,7 @@ func runBench(c *cli.Context) error {
 		Clients:       c.Int("clients"),
 		PayloadBytes:  c.Int("payload"),
 		Rate:          c.Float64("rate"),
+		SubmitBatch:   c.Int("submit-batch"),
 		Duration:      c.Duration("duration"),
 		Warmup:        c.Duration("warmup"),
 		Keep:          c.Bool("keep"),

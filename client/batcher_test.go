@@ -1,0 +1,294 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ordoledger/ordo/codec"
+	"github.com/ordoledger/ordo/pbft"
+)
+
+// batchNode is an httptest server serving only POST /v1/requests/batch: it
+// writes the frames that answer returns for the batch's requests, or, with a
+// nil answer, refuses the whole batch with a 503.
+type batchNode struct {
+	srv   *httptest.Server
+	mu    sync.Mutex
+	posts [][][]byte // the requests of every batch it was sent
+}
+
+func newBatchNode(t *testing.T, answer func(raws [][]byte) []pbft.SubmitAnswer) *batchNode {
+	t.Helper()
+	bn := &batchNode{}
+	bn.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/requests/batch" {
+			http.Error(w, "not found", http.StatusNotFound)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		var raws [][]byte
+		if err := codec.Unmarshal(body, &raws); err != nil || r.Header.Get("Content-Type") != mediaCBOR {
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"error":"not a batch","code":"malformed"}`)
+			return
+		}
+		bn.mu.Lock()
+		bn.posts = append(bn.posts, raws)
+		bn.mu.Unlock()
+		if answer == nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"error":"the node is stopping","code":"stopping"}`)
+			return
+		}
+		var out []byte
+		for _, a := range answer(raws) {
+			if out, err = codec.AppendFrame(out, &a); err != nil {
+				t.Error(err)
+			}
+		}
+		w.Header().Set("Content-Type", mediaAnswerFrames)
+		w.Write(out)
+	}))
+	t.Cleanup(bn.srv.Close)
+	return bn
+}
+
+func (bn *batchNode) batches() [][][]byte {
+	bn.mu.Lock()
+	defer bn.mu.Unlock()
+	return append([][][]byte(nil), bn.posts...)
+}
+
+// goodAnswers answers every request with a valid bundle, last request first.
+func (tn *testNet) goodAnswers(t *testing.T) func(raws [][]byte) []pbft.SubmitAnswer {
+	return func(raws [][]byte) []pbft.SubmitAnswer {
+		var out []pbft.SubmitAnswer
+		for i := len(raws) - 1; i >= 0; i-- {
+			out = append(out, pbft.SubmitAnswer{Index: uint32(i), Status: http.StatusOK, ContentType: mediaCBOR, Body: codec.MustMarshal(tn.bundleFor(t, raws[i], 0, 2))})
+		}
+		return out
+	}
+}
+
+func newTestBatcher(t *testing.T, cfg BatcherConfig) *Batcher {
+	t.Helper()
+	b, err := NewBatcher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+func (tn *testNet) newBatchClient(t *testing.T, b *Batcher, nodes ...string) *Client {
+	t.Helper()
+	c, err := New(Config{Nodes: nodes, Key: tn.client, Chain: tn.chain, Validators: tn.pubs, Timeout: 5 * time.Second, Logger: quietLogger(), Batcher: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// submitAll submits k appends at once through c and returns their errors.
+func submitAll(c *Client, k int) []error {
+	errs := make([]error, k)
+	var wg sync.WaitGroup
+	for i := range k {
+		wg.Go(func() {
+			r, err := c.Submit(context.Background(), appendCmd())
+			if err == nil && r.Replies < 2 {
+				err = errors.New("reply vouched for by fewer than f+1")
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// Requests submitted together share exchanges of at most Max, each gets its
+// own verified reply however the answers are ordered, and no request is sent
+// twice.
+func TestBatcherSharesExchanges(t *testing.T) {
+	tn := newTestNet(t, 4)
+	bn := newBatchNode(t, tn.goodAnswers(t))
+	const k, max = 32, 8
+	b := newTestBatcher(t, BatcherConfig{Max: max, Hold: BatchHoldMax})
+	for i, err := range submitAll(tn.newBatchClient(t, b, bn.srv.URL), k) {
+		if err != nil {
+			t.Fatalf("submit %d: %v", i, err)
+		}
+	}
+	seen := map[string]bool{}
+	shared := false
+	for _, raws := range bn.batches() {
+		if len(raws) > max {
+			t.Fatalf("a batch of %d requests, Max is %d", len(raws), max)
+		}
+		shared = shared || len(raws) > 1
+		for _, raw := range raws {
+			if seen[string(raw)] {
+				t.Fatal("a request sent twice")
+			}
+			seen[string(raw)] = true
+		}
+	}
+	if len(seen) != k || !shared {
+		t.Fatalf("%d requests sent in %d exchanges, want %d, some shared", len(seen), len(bn.batches()), k)
+	}
+}
+
+// A request refused inside a batch answer gets the node's refusal, as from
+// the single submit; the others in the batch are unaffected.
+func TestBatcherPassesOnRefusals(t *testing.T) {
+	tn := newTestNet(t, 4)
+	good := tn.goodAnswers(t)
+	bn := newBatchNode(t, func(raws [][]byte) []pbft.SubmitAnswer {
+		out := good(raws)
+		out[0] = pbft.SubmitAnswer{Index: out[0].Index, Status: http.StatusConflict, ContentType: mediaJSON, Body: []byte(`{"error":"id reused","code":"conflict"}`)}
+		return out
+	})
+	b := newTestBatcher(t, BatcherConfig{Hold: BatchHoldMax})
+	var refused, ok int
+	for _, err := range submitAll(tn.newBatchClient(t, b, bn.srv.URL), 4) {
+		var apiErr *APIError
+		switch {
+		case err == nil:
+			ok++
+		case errors.As(err, &apiErr) && apiErr.Code == "conflict":
+			refused++
+		default:
+			t.Fatalf("submit: %v", err)
+		}
+	}
+	if refused != len(bn.batches()) || ok != 4-refused {
+		t.Fatalf("%d refused and %d ok in %d exchanges, want one refusal per exchange", refused, ok, len(bn.batches()))
+	}
+}
+
+// Requests a batch answer leaves unanswered, or answers with a forged
+// bundle, go to the next node.
+func TestBatcherFailsOverFromBrokenAnswers(t *testing.T) {
+	tn := newTestNet(t, 4)
+	good := tn.goodAnswers(t)
+	cases := []struct {
+		name   string
+		answer func(raws [][]byte) []pbft.SubmitAnswer
+	}{
+		{"cut short", func(raws [][]byte) []pbft.SubmitAnswer { return good(raws)[:len(raws)/2] }},
+		{"forged", func(raws [][]byte) []pbft.SubmitAnswer {
+			out := good(raws)
+			out[0].Body = codec.MustMarshal(tn.bundleFor(t, []byte("another request"), 0, 2))
+			return out
+		}},
+		{"out of range", func(raws [][]byte) []pbft.SubmitAnswer {
+			out := good(raws)
+			out[len(out)-1].Index = uint32(len(raws))
+			return out
+		}},
+		{"answered twice", func(raws [][]byte) []pbft.SubmitAnswer {
+			out := good(raws)
+			return append(out[:1], out...)
+		}},
+		{"whole batch refused", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			broken := newBatchNode(t, tc.answer)
+			honest := newBatchNode(t, good)
+			b := newTestBatcher(t, BatcherConfig{Hold: BatchHoldMax})
+			for i, err := range submitAll(tn.newBatchClient(t, b, broken.srv.URL, honest.srv.URL), 4) {
+				if err != nil {
+					t.Fatalf("submit %d: %v", i, err)
+				}
+			}
+			if len(honest.batches()) == 0 {
+				t.Fatal("nothing went to the honest node")
+			}
+		})
+	}
+}
+
+// A node without the batch submit (an older build) gets the request on
+// POST /v1/requests.
+func TestBatcherFallsBackToSingleSubmit(t *testing.T) {
+	tn := newTestNet(t, 4)
+	old := newFakeNode(t, tn, mediaCBOR, func(req []byte) (int, []byte) {
+		return http.StatusOK, codec.MustMarshal(tn.bundleFor(t, req, 1, 3))
+	})
+	b := newTestBatcher(t, BatcherConfig{})
+	if _, err := tn.newBatchClient(t, b, old.srv.URL).Submit(context.Background(), appendCmd()); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(old.received()); old.hits.Load() != 2 || got != 1 {
+		t.Fatalf("%d hits, %d single submits; want the batch refused, then one single submit", old.hits.Load(), got)
+	}
+}
+
+func TestBatcherClosed(t *testing.T) {
+	tn := newTestNet(t, 4)
+	bn := newBatchNode(t, tn.goodAnswers(t))
+	b := newTestBatcher(t, BatcherConfig{})
+	c := tn.newBatchClient(t, b, bn.srv.URL)
+	b.Close()
+	if _, err := c.Submit(context.Background(), appendCmd()); !errors.Is(err, ErrBatcherClosed) {
+		t.Fatalf("after Close: %v, want ErrBatcherClosed", err)
+	}
+	if len(bn.batches()) != 0 {
+		t.Fatal("a closed batcher sent a batch")
+	}
+}
+
+func TestNewBatcherChecksConfig(t *testing.T) {
+	for _, cfg := range []BatcherConfig{
+		{Max: -1}, {Max: pbft.SubmitBatchMax + 1}, {Hold: -time.Millisecond}, {Hold: BatchHoldMax + 1}, {Timeout: -time.Second},
+	} {
+		if _, err := NewBatcher(cfg); err == nil {
+			t.Errorf("%+v accepted", cfg)
+		}
+	}
+}
+
+// FuzzReadAnswers: whatever a node streams, each request is answered at most
+// once, only requests of the batch are, and all are only on success.
+func FuzzReadAnswers(f *testing.F) {
+	var good []byte
+	for i := range 3 {
+		good, _ = codec.AppendFrame(good, &pbft.SubmitAnswer{Index: uint32(2 - i), Status: 200, ContentType: mediaCBOR, Body: []byte{0xa0}})
+	}
+	f.Add(good, uint8(3))
+	f.Add(good[:len(good)-2], uint8(3))
+	f.Add(good, uint8(2))
+	f.Fuzz(func(t *testing.T, stream []byte, n uint8) {
+		if n == 0 {
+			return
+		}
+		answered := make([]bool, n)
+		got := map[uint32]bool{}
+		err := readAnswers(bytes.NewReader(stream), answered, func(sa pbft.SubmitAnswer) {
+			if int(sa.Index) >= int(n) || got[sa.Index] {
+				t.Fatalf("answer for request %d of %d handed on (twice: %v)", sa.Index, n, got[sa.Index])
+			}
+			got[sa.Index] = true
+		})
+		if err == nil && len(got) != int(n) {
+			t.Fatalf("success with %d of %d answered", len(got), n)
+		}
+		for i, a := range answered {
+			if a != got[uint32(i)] {
+				t.Fatalf("request %d marked %v, handed on %v", i, a, got[uint32(i)])
+			}
+		}
+	})
+}
