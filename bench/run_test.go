@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ordoledger/ordo/crypto"
+	"github.com/ordoledger/ordo/pbft"
 )
 
 // contractKeys are the summary.json keys INTERFACE.md promises.
@@ -212,6 +213,23 @@ func TestBenchRunOpenLoopSharedKey(t *testing.T) {
 	}
 }
 
+// With SubmitBatch the clients share a client.Batcher; a node without batch
+// submits (this fake) gets each request on the single submit, and the summary
+// says what was asked.
+func TestBenchRunSubmitBatch(t *testing.T) {
+	fn := newFakeNode(t, false)
+	o := targetOptions(fn)
+	o.SubmitBatch = 8
+	o.Duration = time.Second
+	res, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := res.Summary; s.SubmitBatch != 8 || s.Completed == 0 || s.Failed != 0 {
+		t.Errorf("summary %+v", s)
+	}
+}
+
 func TestBenchRunRefusesBadOptions(t *testing.T) {
 	fn := newFakeNode(t, false)
 	stranger, err := crypto.GenerateKey(nil)
@@ -229,6 +247,8 @@ func TestBenchRunRefusesBadOptions(t *testing.T) {
 		"short duration":   func(o *Options) { o.Duration = time.Millisecond },
 		"negative warmup":  func(o *Options) { o.Warmup = -time.Second },
 		"negative rate":    func(o *Options) { o.Rate = -5 },
+		"negative batch":   func(o *Options) { o.SubmitBatch = -1 },
+		"batch too large":  func(o *Options) { o.SubmitBatch = pbft.SubmitBatchMax + 1 },
 		"local, no nodes":  func(o *Options) { o.Targets = nil; o.Nodes = 0; o.Executable = "/bin/true" },
 		"local, no binary": func(o *Options) { o.Targets = nil; o.Nodes = 4 },
 		"local, too many":  func(o *Options) { o.Targets = nil; o.Nodes = NodesMax + 1; o.Executable = "/bin/true" },

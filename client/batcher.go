@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ordoledger/ordo/codec"
@@ -31,6 +32,9 @@ const (
 	// answerFrameBytesMax bounds one frame of a batch answer: a reply bundle
 	// and a few fields.
 	answerFrameBytesMax = bundleBytesMax + 1024
+	// noBatchRetry is how long a node that refused a batch submit as unknown
+	// (a build before it) gets single submits before it is tried again.
+	noBatchRetry = time.Minute
 	// mediaAnswerFrames is the media type of a batch submit's answer.
 	mediaAnswerFrames = "application/x-ordo-answer-frames"
 )
@@ -91,6 +95,9 @@ type batchQueue struct {
 	node  string
 	items chan *batchItem
 	posts chan struct{} // a token per exchange in flight
+	// noBatchUntil (Unix ns) is set when the node did not know the batch
+	// submit; until then its requests go to the single submit.
+	noBatchUntil atomic.Int64
 }
 
 // NewBatcher checks cfg and returns a Batcher.
@@ -137,6 +144,9 @@ func (b *Batcher) exchange(ctx context.Context, node string, raw []byte) (answer
 	q, err := b.queue(node)
 	if err != nil {
 		return answer{}, err
+	}
+	if time.Now().UnixNano() < q.noBatchUntil.Load() {
+		return answer{}, errNoBatchSubmit
 	}
 	it := &batchItem{raw: raw, ctx: ctx, done: make(chan batchResult, 1)}
 	select {
@@ -207,7 +217,7 @@ func (b *Batcher) run(q *batchQueue) {
 		}
 		go func() {
 			defer func() { <-q.posts }()
-			b.post(q.node, batch)
+			b.post(q, batch)
 		}()
 	}
 }
@@ -233,7 +243,8 @@ func failAll(batch []*batchItem, err error) {
 
 // post sends batch to node and hands each request its answer as it arrives.
 // Requests whose context ended while they waited are left out.
-func (b *Batcher) post(node string, batch []*batchItem) {
+func (b *Batcher) post(q *batchQueue, batch []*batchItem) {
+	node := q.node
 	live := batch[:0]
 	for _, it := range batch {
 		if it.ctx.Err() == nil {
@@ -268,6 +279,7 @@ func (b *Batcher) post(node string, batch []*batchItem) {
 		case err != nil:
 			failAll(live, &retryableError{err: fmt.Errorf("%s: reading the answer: %w", node, err)})
 		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed:
+			q.noBatchUntil.Store(time.Now().Add(noBatchRetry).UnixNano())
 			failAll(live, errNoBatchSubmit)
 		default:
 			a, err := classify(node, resp.StatusCode, resp.Header.Get("Content-Type"), raw, errorBytesMax)

@@ -2,13 +2,16 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ordoledger/ordo/client"
 	"github.com/ordoledger/ordo/codec"
 	"github.com/ordoledger/ordo/crypto"
 	"github.com/ordoledger/ordo/ledger"
@@ -152,4 +155,48 @@ func FuzzDecodeSubmitBatch(f *testing.F) {
 			t.Fatalf("%d requests accepted", len(raws))
 		}
 	})
+}
+
+// Clients sharing a client.Batcher get verified replies from a real network,
+// through batch submits.
+func TestSubmitBatchWithClientBatcher(t *testing.T) {
+	c := newTestCluster(t, 4)
+	b, err := client.NewBatcher(client.BatcherConfig{Max: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cl, err := client.New(client.Config{Nodes: []string{c.url(2), c.url(0)}, Key: c.client, Chain: c.genesis.Hash(), Validators: c.genesis.Keys(), Timeout: 15 * time.Second, Batcher: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const k = 40
+	errs := make(chan error, k)
+	for i := range k {
+		go func() {
+			r, err := cl.Submit(context.Background(), appendCmd("batcher", i))
+			if err == nil && r.Result.Code != ledger.CodeOK {
+				err = fmt.Errorf("result %s: %s", r.Result.Code, r.Result.Message)
+			}
+			errs <- err
+		}()
+	}
+	for range k {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.converged(10 * time.Second)
+	if got := c.nodes[0].store.LastPosition(); got != k {
+		t.Fatalf("%d events in the log, want %d", got, k)
+	}
+	resp, err := http.Get(c.url(2) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf("ordo_submit_batch_requests_sum %d", k); !strings.Contains(string(body), want) {
+		t.Fatalf("/metrics of the first node lacks %q: not every request came in a batch submit", want)
+	}
 }

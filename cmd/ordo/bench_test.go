@@ -95,6 +95,7 @@ func TestBenchCommandRefusesBadFlags(t *testing.T) {
 		{"--duration 10ms", []string{"--node", url, "--genesis", c.genesis, "--duration", "10ms"}},
 		{"--clients 0", []string{"--node", url, "--genesis", c.genesis, "--clients", "0"}},
 		{"--payload 1", []string{"--node", url, "--genesis", c.genesis, "--payload", "1"}},
+		{"--submit-batch 257", []string{"--node", url, "--genesis", c.genesis, "--submit-batch", "257"}},
 		{"unexpected argument", []string{"extra"}},
 		{"admits only listed clients", []string{"--node", url, "--genesis", allowlist}},
 		{"does not admit client key", []string{"--node", url, "--genesis", allowlist, "--key", stranger}},
