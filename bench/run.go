@@ -27,6 +27,9 @@ const (
 	DefaultPayloadBytes = 128
 	DefaultDuration     = 30 * time.Second
 	DefaultWarmup       = 3 * time.Second
+	// DefaultSubmitBatch is ordo bench's --submit-batch: the clients share
+	// batch submits of up to 64 requests per node (client.Batcher).
+	DefaultSubmitBatch = 64
 	// DurationMin and DurationMax bound the measured window; DurationMax
 	// also bounds the per-second series.
 	DurationMin = time.Second

@@ -18,10 +18,11 @@ import (
 // Bounds of a Batcher.
 const (
 	// DefaultBatchHold is how long a Batcher waits, after a request comes for
-	// an idle node, for others to share its exchange.
+	// a node with exchanges in flight, for others to share its exchange. A
+	// request for a node with none goes at once.
 	DefaultBatchHold = time.Millisecond
 	// BatchHoldMax bounds BatcherConfig.Hold: the hold is added to the
-	// latency of every request.
+	// latency of a request that comes while others are in flight.
 	BatchHoldMax = 100 * time.Millisecond
 	// batchQueueLen bounds the requests waiting for an exchange with one
 	// node; past it a submit waits (until its context ends).
@@ -182,8 +183,9 @@ func (b *Batcher) queue(node string) (*batchQueue, error) {
 }
 
 // run gathers q's requests into exchanges: from the first waiting request, it
-// takes what comes within the hold, up to max, then waits for an exchange's
-// token and sends them.
+// takes what comes within the hold (while other exchanges with the node are
+// in flight; else only what waits already), up to max, then waits for an
+// exchange's token and sends them.
 func (b *Batcher) run(q *batchQueue) {
 	defer b.wg.Done()
 	hold := time.NewTimer(b.hold)
@@ -197,17 +199,32 @@ func (b *Batcher) run(q *batchQueue) {
 			return
 		}
 		batch := []*batchItem{first}
-		hold.Reset(b.hold)
-	gather:
-		for len(batch) < b.max {
-			select {
-			case it := <-q.items:
-				batch = append(batch, it)
-			case <-hold.C:
-				break gather
+		if len(q.posts) == 0 {
+			// Nothing in flight to this node, so no answers are due that
+			// would bring more requests soon: holding would only add
+			// latency. Take what waits now.
+		now:
+			for len(batch) < b.max {
+				select {
+				case it := <-q.items:
+					batch = append(batch, it)
+				default:
+					break now
+				}
 			}
+		} else {
+			hold.Reset(b.hold)
+		gather:
+			for len(batch) < b.max {
+				select {
+				case it := <-q.items:
+					batch = append(batch, it)
+				case <-hold.C:
+					break gather
+				}
+			}
+			hold.Stop()
 		}
-		hold.Stop()
 		select {
 		case q.posts <- struct{}{}:
 		case <-b.stop:

@@ -19,12 +19,20 @@ import (
 // writes the frames that answer returns for the batch's requests, or, with a
 // nil answer, refuses the whole batch with a 503.
 type batchNode struct {
-	srv   *httptest.Server
-	mu    sync.Mutex
-	posts [][][]byte // the requests of every batch it was sent
+	srv      *httptest.Server
+	mu       sync.Mutex
+	posts    [][][]byte // the requests of every batch it was sent
+	received int        // requests in them
 }
 
 func newBatchNode(t *testing.T, answer func(raws [][]byte) []pbft.SubmitAnswer) *batchNode {
+	t.Helper()
+	return newGatedBatchNode(t, answer, nil)
+}
+
+// newGatedBatchNode is newBatchNode whose answers wait, if gate is set, until
+// gate is closed.
+func newGatedBatchNode(t *testing.T, answer func(raws [][]byte) []pbft.SubmitAnswer, gate <-chan struct{}) *batchNode {
 	t.Helper()
 	bn := &batchNode{}
 	bn.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -45,7 +53,11 @@ func newBatchNode(t *testing.T, answer func(raws [][]byte) []pbft.SubmitAnswer) 
 		}
 		bn.mu.Lock()
 		bn.posts = append(bn.posts, raws)
+		bn.received += len(raws)
 		bn.mu.Unlock()
+		if gate != nil {
+			<-gate
+		}
 		if answer == nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			io.WriteString(w, `{"error":"the node is stopping","code":"stopping"}`)
@@ -78,6 +90,18 @@ func (tn *testNet) goodAnswers(t *testing.T) func(raws [][]byte) []pbft.SubmitAn
 			out = append(out, pbft.SubmitAnswer{Index: uint32(i), Status: http.StatusOK, ContentType: mediaCBOR, Body: codec.MustMarshal(tn.bundleFor(t, raws[i], 0, 2))})
 		}
 		return out
+	}
+}
+
+// waitUntil polls cond until it holds or the deadline passes.
+func waitUntil(t *testing.T, deadline time.Duration, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out after %v waiting for %s", deadline, what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -122,10 +146,22 @@ func submitAll(c *Client, k int) []error {
 // twice.
 func TestBatcherSharesExchanges(t *testing.T) {
 	tn := newTestNet(t, 4)
-	bn := newBatchNode(t, tn.goodAnswers(t))
 	const k, max = 32, 8
+	// The node answers once all k requests came, so exchanges are in flight
+	// while the later requests come, and those are held to share one.
+	gate := make(chan struct{})
+	bn := newGatedBatchNode(t, tn.goodAnswers(t), gate)
 	b := newTestBatcher(t, BatcherConfig{Max: max, Hold: BatchHoldMax})
-	for i, err := range submitAll(tn.newBatchClient(t, b, bn.srv.URL), k) {
+	c := tn.newBatchClient(t, b, bn.srv.URL)
+	done := make(chan []error)
+	go func() { done <- submitAll(c, k) }()
+	waitUntil(t, 10*time.Second, "all requests to reach the node", func() bool {
+		bn.mu.Lock()
+		defer bn.mu.Unlock()
+		return bn.received == k
+	})
+	close(gate)
+	for i, err := range <-done {
 		if err != nil {
 			t.Fatalf("submit %d: %v", i, err)
 		}
@@ -146,6 +182,29 @@ func TestBatcherSharesExchanges(t *testing.T) {
 	}
 	if len(seen) != k || !shared {
 		t.Fatalf("%d requests sent in %d exchanges, want %d, some shared", len(seen), len(bn.batches()), k)
+	}
+}
+
+// A request for a node with no exchange in flight is not held: one client
+// submitting in turn waits for no hold.
+func TestBatcherSendsALoneRequestAtOnce(t *testing.T) {
+	tn := newTestNet(t, 4)
+	bn := newBatchNode(t, tn.goodAnswers(t))
+	b := newTestBatcher(t, BatcherConfig{Hold: BatchHoldMax})
+	c := tn.newBatchClient(t, b, bn.srv.URL)
+	const k = 5
+	start := time.Now()
+	for range k {
+		if _, err := c.Submit(context.Background(), appendCmd()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Held, the submits would take at least k holds.
+	if took := time.Since(start); took >= k*BatchHoldMax {
+		t.Fatalf("%d submits in turn took %v: each was held", k, took)
+	}
+	if len(bn.batches()) != k {
+		t.Fatalf("%d exchanges for %d submits in turn", len(bn.batches()), k)
 	}
 }
 

@@ -25,6 +25,7 @@ func benchCommand() *cli.Command {
 			"Closed loop by default: --clients workers, each with its own key, append one event of\n" +
 			"--payload bytes at a time. --rate R makes it an open loop at R events/s, with at most\n" +
 			"--clients requests outstanding; events due while all are busy count as dropped_by_generator.\n" +
+			"The clients share HTTP exchanges: up to --submit-batch requests per batch submit to a node.\n" +
 			"Prints summary.json on stdout; --out DIR also writes summary.json, timeseries.csv,\n" +
 			"throughput.png and latency.png there.",
 		Flags: []cli.Flag{
@@ -34,7 +35,7 @@ func benchCommand() *cli.Command {
 			&cli.IntFlag{Name: "clients", Usage: "concurrent clients, each with its own key (open loop: the bound on outstanding requests)", Value: bench.DefaultClients},
 			&cli.IntFlag{Name: "payload", Usage: "bytes of JSON data per event", Value: bench.DefaultPayloadBytes},
 			&cli.Float64Flag{Name: "rate", Usage: "open loop at this many events/s; 0 is closed loop"},
-			&cli.IntFlag{Name: "submit-batch", Usage: fmt.Sprintf("send the clients' requests to each node in shared batch submits of up to this many (1..%d); 0 gives each request an HTTP exchange of its own", pbft.SubmitBatchMax)},
+			&cli.IntFlag{Name: "submit-batch", Usage: fmt.Sprintf("the clients' requests go to each node in shared batch submits of up to this many (1..%d), each still signed, checked and answered on its own; 0 gives each request an HTTP exchange of its own", pbft.SubmitBatchMax), Value: bench.DefaultSubmitBatch},
 			&cli.StringFlag{Name: "out", Usage: "directory for summary.json, timeseries.csv and the plots (default: print the summary only)"},
 			&cli.StringSliceFlag{Name: "node", Usage: "measure the running network at these API URLs instead of a local one"},
 			genesisFlag(),
