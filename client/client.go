@@ -437,8 +437,8 @@ func (c *Client) exchange(ctx context.Context, timeout time.Duration, node, meth
 	return classify(node, resp.StatusCode, resp.Header.Get("Content-Type"), raw, limit)
 }
 
-// classify turns one answer into the answer or, for 5xx and 429, or a body
-// above limit, a *retryableError.
+// classify returns one answer as it came, or a *retryableError for a 5xx, a
+// 429 or a body above limit.
 func classify(node string, status int, contentType string, raw []byte, limit int64) (answer, error) {
 	if int64(len(raw)) > limit {
 		return answer{}, &retryableError{err: fmt.Errorf("%s: answer larger than %d bytes", node, limit)}
