@@ -91,7 +91,7 @@ func BenchmarkSubmitExchange(b *testing.B) {
 					}
 				}
 			})
-			b.ReportMetric(float64((processCPU(b) - cpu).Microseconds())/float64(b.N), "cpu-µs/request")
+			b.ReportMetric(float64((processCPU(b)-cpu).Microseconds())/float64(b.N), "cpu-µs/request")
 			b.ReportMetric(float64(b.N)/float64(exchanges.Load()), "requests/exchange")
 		})
 	}
