@@ -30,52 +30,62 @@ const (
 	// batchPostsMax bounds one node's batch exchanges in flight; past it
 	// requests wait, and later exchanges carry more of them.
 	batchPostsMax = 64
+	// batchBodyOverhead is what a batch body adds to its requests at most:
+	// the array's header, and a byte string's header per request (counted
+	// with each request in batchItemBytes).
+	batchBodyOverhead = 9
 	// answerFrameBytesMax bounds one frame of a batch answer: a reply bundle
 	// and a few fields.
 	answerFrameBytesMax = bundleBytesMax + 1024
 	// noBatchRetry is how long a node that refused a batch submit as unknown
 	// (a build before it) gets single submits before it is tried again.
 	noBatchRetry = time.Minute
-	// mediaAnswerFrames is the media type of a batch submit's answer.
-	mediaAnswerFrames = "application/x-ordo-answer-frames"
 )
 
 // ErrBatcherClosed is the answer of a request that was waiting in a Batcher
 // when it was closed.
 var ErrBatcherClosed = errors.New("client: batcher closed")
 
-// errNoBatchSubmit says a node does not serve POST /v1/requests/batch (a build
-// before it); the request goes to POST /v1/requests instead.
-var errNoBatchSubmit = errors.New("node has no batch submit")
+// errSubmitAlone says a request is to go to POST /v1/requests instead: the
+// node does not serve batch submits (a build before them), refused its batch
+// whole, or the request alone is larger than a batch may be.
+var errSubmitAlone = errors.New("request goes to the single submit")
 
 // BatcherConfig configures a Batcher.
 type BatcherConfig struct {
-	HTTPClient *http.Client  // default: a new http.Client
-	Max        int           // requests per exchange, 1..pbft.SubmitBatchMax (default the maximum)
-	Hold       time.Duration // 0..BatchHoldMax (default DefaultBatchHold)
-	Timeout    time.Duration // one exchange, all its answers (default DefaultTimeout)
+	HTTPClient *http.Client // default: a new http.Client
+	// Max bounds the requests in one exchange: 1..pbft.SubmitBatchMax, 0 for
+	// the maximum. A batch is also cut before its body would pass
+	// pbft.SubmitBatchBytesMax.
+	Max int
+	// Hold is how long a request waits for others when its node has
+	// exchanges in flight: up to BatchHoldMax, 0 for DefaultBatchHold.
+	Hold time.Duration
 }
 
 // A Batcher carries the signed requests of any number of Clients (Config.
 // Batcher) to each node in shared exchanges with its batch submit (POST
-// /v1/requests/batch), up to Max at a time. The node streams each request's
-// answer as it finishes, so a request waits for its own answer only, plus at
-// most Hold for others to join it. Each request is still signed, checked and
-// answered on its own, and verified by its Client as before; what is shared is
-// the HTTP exchange, which costs a client and a gateway more CPU per request
-// than the rest of the client's work.
+// /v1/requests/batch). The node streams each request's answer as it finishes,
+// so a request waits for its own answer only, plus at most Hold for others to
+// join it. Each request is still signed, checked and answered on its own, and
+// verified by its Client as before; what is shared is the HTTP exchange,
+// which costs a client and a gateway more CPU per request than the rest of
+// the client's work. An exchange lasts until every request in it is answered
+// or has given up (its Client's timeout).
 //
 // A Batcher is safe for concurrent use; Close it when done.
 type Batcher struct {
-	http    *http.Client
-	max     int
-	hold    time.Duration
-	timeout time.Duration
+	http *http.Client
+	max  int
+	hold time.Duration
 
 	mu     sync.Mutex
 	queues map[string]*batchQueue // by node base URL
 	closed bool
-	stop   chan struct{}
+	// ctx ends at Close: it stops the queues, the exchanges in flight, and
+	// every request waiting on them.
+	ctx    context.Context
+	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
@@ -91,6 +101,9 @@ type batchResult struct {
 	err error
 }
 
+// batchItemBytes is what raw adds to a batch body: itself and its header.
+func batchItemBytes(raw []byte) int { return len(raw) + batchBodyOverhead }
+
 // batchQueue is one node's waiting requests and exchanges in flight.
 type batchQueue struct {
 	node  string
@@ -103,23 +116,19 @@ type batchQueue struct {
 
 // NewBatcher checks cfg and returns a Batcher.
 func NewBatcher(cfg BatcherConfig) (*Batcher, error) {
-	b := &Batcher{http: cfg.HTTPClient, max: cfg.Max, hold: cfg.Hold, timeout: cfg.Timeout, queues: map[string]*batchQueue{}, stop: make(chan struct{})}
 	switch {
-	case b.max < 0 || b.max > pbft.SubmitBatchMax:
-		return nil, fmt.Errorf("client: batches of %d requests: want 1..%d", b.max, pbft.SubmitBatchMax)
-	case b.hold < 0 || b.hold > BatchHoldMax:
-		return nil, fmt.Errorf("client: batch hold %v: want 0..%v", b.hold, BatchHoldMax)
-	case b.timeout < 0:
-		return nil, fmt.Errorf("client: negative batch timeout %v", b.timeout)
+	case cfg.Max < 0 || cfg.Max > pbft.SubmitBatchMax:
+		return nil, fmt.Errorf("client: batches of %d requests: want 1..%d, or 0 for the most", cfg.Max, pbft.SubmitBatchMax)
+	case cfg.Hold < 0 || cfg.Hold > BatchHoldMax:
+		return nil, fmt.Errorf("client: batch hold %v: want up to %v, or 0 for %v", cfg.Hold, BatchHoldMax, DefaultBatchHold)
 	}
+	b := &Batcher{http: cfg.HTTPClient, max: cfg.Max, hold: cfg.Hold, queues: map[string]*batchQueue{}}
+	b.ctx, b.cancel = context.WithCancel(context.Background())
 	if b.max == 0 {
 		b.max = pbft.SubmitBatchMax
 	}
-	if cfg.Hold == 0 {
+	if b.hold == 0 {
 		b.hold = DefaultBatchHold
-	}
-	if b.timeout == 0 {
-		b.timeout = DefaultTimeout
 	}
 	if b.http == nil {
 		b.http = &http.Client{}
@@ -127,34 +136,37 @@ func NewBatcher(cfg BatcherConfig) (*Batcher, error) {
 	return b, nil
 }
 
-// Close fails the requests still waiting with ErrBatcherClosed and stops the
-// Batcher; exchanges in flight finish.
+// Close stops the Batcher: every request waiting on it, to be sent or for
+// its answer, returns ErrBatcherClosed at once (one already sent may still
+// commit; a retry of its bytes elsewhere gets the original result), and the
+// exchanges in flight are cut. Close returns when they have stopped.
 func (b *Batcher) Close() {
 	b.mu.Lock()
-	if !b.closed {
-		b.closed = true
-		close(b.stop)
-	}
+	b.closed = true
 	b.mu.Unlock()
+	b.cancel()
 	b.wg.Wait()
 }
 
 // exchange sends raw to node in a shared exchange and returns its answer as
 // Client.exchange would have.
 func (b *Batcher) exchange(ctx context.Context, node string, raw []byte) (answer, error) {
+	if batchBodyOverhead+batchItemBytes(raw) > pbft.SubmitBatchBytesMax {
+		return answer{}, errSubmitAlone
+	}
 	q, err := b.queue(node)
 	if err != nil {
 		return answer{}, err
 	}
 	if time.Now().UnixNano() < q.noBatchUntil.Load() {
-		return answer{}, errNoBatchSubmit
+		return answer{}, errSubmitAlone
 	}
 	it := &batchItem{raw: raw, ctx: ctx, done: make(chan batchResult, 1)}
 	select {
 	case q.items <- it:
 	case <-ctx.Done():
 		return answer{}, &retryableError{err: fmt.Errorf("%s: waiting to be sent: %w", node, ctx.Err())}
-	case <-b.stop:
+	case <-b.ctx.Done():
 		return answer{}, ErrBatcherClosed
 	}
 	select {
@@ -162,6 +174,8 @@ func (b *Batcher) exchange(ctx context.Context, node string, raw []byte) (answer
 		return r.a, r.err
 	case <-ctx.Done():
 		return answer{}, &retryableError{err: fmt.Errorf("%s: %w", node, ctx.Err())}
+	case <-b.ctx.Done():
+		return answer{}, ErrBatcherClosed
 	}
 }
 
@@ -184,21 +198,37 @@ func (b *Batcher) queue(node string) (*batchQueue, error) {
 
 // run gathers q's requests into exchanges: from the first waiting request, it
 // takes what comes within the hold (while other exchanges with the node are
-// in flight; else only what waits already), up to max, then waits for an
-// exchange's token and sends them.
+// in flight; else only what waits already), up to max requests and
+// pbft.SubmitBatchBytesMax bytes, then waits for an exchange's token and
+// sends them. A request that would pass the byte bound starts the next batch.
 func (b *Batcher) run(q *batchQueue) {
 	defer b.wg.Done()
 	hold := time.NewTimer(b.hold)
 	hold.Stop()
+	var next *batchItem // taken from the queue, did not fit the last batch
 	for {
-		var first *batchItem
-		select {
-		case first = <-q.items:
-		case <-b.stop:
-			b.failWaiting(q)
-			return
+		first := next
+		next = nil
+		if first == nil {
+			select {
+			case first = <-q.items:
+			case <-b.ctx.Done():
+				return
+			}
 		}
 		batch := []*batchItem{first}
+		size := batchBodyOverhead + batchItemBytes(first.raw)
+		// add takes it into the batch, or keeps it for the next one, and
+		// reports whether the batch has room for more.
+		add := func(it *batchItem) bool {
+			if size+batchItemBytes(it.raw) > pbft.SubmitBatchBytesMax {
+				next = it
+				return false
+			}
+			batch = append(batch, it)
+			size += batchItemBytes(it.raw)
+			return len(batch) < b.max
+		}
 		if len(q.posts) == 0 {
 			// Nothing in flight to this node, so no answers are due that
 			// would bring more requests soon: holding would only add
@@ -207,7 +237,9 @@ func (b *Batcher) run(q *batchQueue) {
 			for len(batch) < b.max {
 				select {
 				case it := <-q.items:
-					batch = append(batch, it)
+					if !add(it) {
+						break now
+					}
 				default:
 					break now
 				}
@@ -218,7 +250,9 @@ func (b *Batcher) run(q *batchQueue) {
 			for len(batch) < b.max {
 				select {
 				case it := <-q.items:
-					batch = append(batch, it)
+					if !add(it) {
+						break gather
+					}
 				case <-hold.C:
 					break gather
 				}
@@ -227,27 +261,15 @@ func (b *Batcher) run(q *batchQueue) {
 		}
 		select {
 		case q.posts <- struct{}{}:
-		case <-b.stop:
-			failAll(batch, ErrBatcherClosed)
-			b.failWaiting(q)
+		case <-b.ctx.Done():
 			return
 		}
+		b.wg.Add(1)
 		go func() {
+			defer b.wg.Done()
 			defer func() { <-q.posts }()
 			b.post(q, batch)
 		}()
-	}
-}
-
-// failWaiting answers every request still in q with ErrBatcherClosed.
-func (b *Batcher) failWaiting(q *batchQueue) {
-	for {
-		select {
-		case it := <-q.items:
-			it.done <- batchResult{err: ErrBatcherClosed}
-		default:
-			return
-		}
 	}
 }
 
@@ -259,7 +281,8 @@ func failAll(batch []*batchItem, err error) {
 }
 
 // post sends batch to node and hands each request its answer as it arrives.
-// Requests whose context ended while they waited are left out.
+// Requests whose context ended while they waited are left out; the exchange
+// is cut once every request in it is answered or has given up.
 func (b *Batcher) post(q *batchQueue, batch []*batchItem) {
 	node := q.node
 	live := batch[:0]
@@ -271,51 +294,90 @@ func (b *Batcher) post(q *batchQueue, batch []*batchItem) {
 	if len(live) == 0 {
 		return
 	}
+	ctx, cancel := context.WithCancel(b.ctx)
+	defer cancel()
+	// Each request holds the exchange open until it is answered or gives up.
+	var holding atomic.Int64
+	holding.Store(int64(len(live)))
+	release := func() {
+		if holding.Add(-1) == 0 {
+			cancel()
+		}
+	}
+	stops := make([]func() bool, len(live))
 	raws := make([][]byte, len(live))
 	for i, it := range live {
 		raws[i] = it.raw
+		stops[i] = context.AfterFunc(it.ctx, release)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.timeout)
-	defer cancel()
+	// deliver hands request i its result and lets go of the exchange for it.
+	deliver := func(i int, r batchResult) {
+		live[i].done <- r
+		if stops[i]() {
+			release()
+		}
+	}
+	answered := make([]bool, len(live))
+	failRest := func(err error) {
+		for i := range live {
+			if !answered[i] {
+				answered[i] = true
+				deliver(i, batchResult{err: err})
+			}
+		}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, node+"/v1/requests/batch", bytes.NewReader(codec.MustMarshal(raws)))
 	if err != nil {
-		failAll(live, fmt.Errorf("%s: %w", node, err))
+		failRest(fmt.Errorf("%s: %w", node, err))
 		return
 	}
 	req.Header.Set("Content-Type", mediaCBOR)
-	req.Header.Set("Accept", mediaAnswerFrames)
+	req.Header.Set("Accept", pbft.SubmitAnswersMediaType)
 	resp, err := b.http.Do(req)
 	if err != nil {
-		failAll(live, &retryableError{err: fmt.Errorf("%s: %w", node, err)})
+		failRest(&retryableError{err: fmt.Errorf("%s: %w", node, err)})
 		return
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != mediaAnswerFrames {
-		raw, err := io.ReadAll(io.LimitReader(resp.Body, errorBytesMax+1))
-		switch {
-		case err != nil:
-			failAll(live, &retryableError{err: fmt.Errorf("%s: reading the answer: %w", node, err)})
-		case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed:
-			q.noBatchUntil.Store(time.Now().Add(noBatchRetry).UnixNano())
-			failAll(live, errNoBatchSubmit)
-		default:
-			a, err := classify(node, resp.StatusCode, resp.Header.Get("Content-Type"), raw, errorBytesMax)
-			if err == nil {
-				// A whole batch refused with a 4xx, or a 200 of another
-				// kind: no request got its own answer.
-				err = answerError(node, a.status, a.body)
-			}
-			failAll(live, err)
-		}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != pbft.SubmitAnswersMediaType {
+		failRest(b.batchRefused(q, resp))
 		return
 	}
-	answered := make([]bool, len(live))
 	err = readAnswers(resp.Body, answered, func(sa pbft.SubmitAnswer) {
-		a, err := classify(node, int(sa.Status), sa.ContentType, sa.Body, bundleBytesMax)
-		live[sa.Index].done <- batchResult{a: a, err: err}
+		limit := int64(bundleBytesMax)
+		if sa.Status >= 300 {
+			limit = errorBytesMax
+		}
+		a, err := classify(node, int(sa.Status), sa.ContentType, sa.Body, limit)
+		deliver(int(sa.Index), batchResult{a: a, err: err})
 	})
 	if err != nil {
-		failUnanswered(live, answered, &retryableError{err: fmt.Errorf("%s: batch answer: %w", node, err)})
+		failRest(&retryableError{err: fmt.Errorf("%s: batch answer: %w", node, err)})
+	}
+}
+
+// batchRefused is the error for every request of a batch the node did not
+// answer with frames. A 5xx or 429 is retryable, as for a single submit; a 200
+// of another kind is a faulty node, so the requests go on to the next; any
+// other refusal of the batch as a whole (a node without batch submits, or one
+// that will not take this batch) sends each request to the single submit,
+// which gives it its own answer.
+func (b *Batcher) batchRefused(q *batchQueue, resp *http.Response) error {
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, errorBytesMax+1))
+	if err != nil {
+		return &retryableError{err: fmt.Errorf("%s: reading the answer: %w", q.node, err)}
+	}
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return &retryableError{err: fmt.Errorf("%s: a batch answer of type %q", q.node, resp.Header.Get("Content-Type"))}
+	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusMethodNotAllowed:
+		q.noBatchUntil.Store(time.Now().Add(noBatchRetry).UnixNano())
+		return errSubmitAlone
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || int64(len(raw)) > errorBytesMax:
+		_, err := classify(q.node, resp.StatusCode, resp.Header.Get("Content-Type"), raw, errorBytesMax)
+		return err
+	default:
+		return errSubmitAlone
 	}
 }
 
@@ -324,7 +386,13 @@ func (b *Batcher) post(q *batchQueue, batch []*batchItem) {
 // request out of range or answered before, a malformed frame, or an end
 // before the last answer stops it with an error.
 func readAnswers(body io.Reader, answered []bool, each func(pbft.SubmitAnswer)) error {
-	for left := len(answered); left > 0; left-- {
+	left := 0
+	for _, a := range answered {
+		if !a {
+			left++
+		}
+	}
+	for ; left > 0; left-- {
 		frame, err := codec.ReadFrame(body, answerFrameBytesMax)
 		if errors.Is(err, io.EOF) {
 			return fmt.Errorf("ended with %d of %d requests unanswered", left, len(answered))
@@ -343,13 +411,4 @@ func readAnswers(body io.Reader, answered []bool, each func(pbft.SubmitAnswer)) 
 		each(sa)
 	}
 	return nil
-}
-
-// failUnanswered answers the requests not yet answered with err.
-func failUnanswered(live []*batchItem, answered []bool, err error) {
-	for i, it := range live {
-		if !answered[i] {
-			it.done <- batchResult{err: err}
-		}
-	}
 }

@@ -7,7 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,8 +18,9 @@ import (
 )
 
 // batchNode is an httptest server serving only POST /v1/requests/batch: it
-// writes the frames that answer returns for the batch's requests, or, with a
-// nil answer, refuses the whole batch with a 503.
+// writes the frames that answer returns for the batch's requests; with a nil
+// answer it refuses the whole batch with a 503, with an empty one it answers
+// 200 with a body that is not frames.
 type batchNode struct {
 	srv      *httptest.Server
 	mu       sync.Mutex
@@ -63,13 +66,19 @@ func newGatedBatchNode(t *testing.T, answer func(raws [][]byte) []pbft.SubmitAns
 			io.WriteString(w, `{"error":"the node is stopping","code":"stopping"}`)
 			return
 		}
+		answers := answer(raws)
+		if answers != nil && len(answers) == 0 {
+			w.Header().Set("Content-Type", mediaCBOR)
+			w.Write(codec.MustMarshal(raws))
+			return
+		}
 		var out []byte
-		for _, a := range answer(raws) {
+		for _, a := range answers {
 			if out, err = codec.AppendFrame(out, &a); err != nil {
 				t.Error(err)
 			}
 		}
-		w.Header().Set("Content-Type", mediaAnswerFrames)
+		w.Header().Set("Content-Type", pbft.SubmitAnswersMediaType)
 		w.Write(out)
 	}))
 	t.Cleanup(bn.srv.Close)
@@ -256,10 +265,7 @@ func TestBatcherFailsOverFromBrokenAnswers(t *testing.T) {
 			out[len(out)-1].Index = uint32(len(raws))
 			return out
 		}},
-		{"answered twice", func(raws [][]byte) []pbft.SubmitAnswer {
-			out := good(raws)
-			return append(out[:1], out...)
-		}},
+		{"200 of another type", func(raws [][]byte) []pbft.SubmitAnswer { return []pbft.SubmitAnswer{} }},
 		{"whole batch refused", nil},
 	}
 	for _, tc := range cases {
@@ -315,7 +321,7 @@ func TestBatcherClosed(t *testing.T) {
 
 func TestNewBatcherChecksConfig(t *testing.T) {
 	for _, cfg := range []BatcherConfig{
-		{Max: -1}, {Max: pbft.SubmitBatchMax + 1}, {Hold: -time.Millisecond}, {Hold: BatchHoldMax + 1}, {Timeout: -time.Second},
+		{Max: -1}, {Max: pbft.SubmitBatchMax + 1}, {Hold: -time.Millisecond}, {Hold: BatchHoldMax + 1},
 	} {
 		if _, err := NewBatcher(cfg); err == nil {
 			t.Errorf("%+v accepted", cfg)
@@ -333,6 +339,9 @@ func FuzzReadAnswers(f *testing.F) {
 	f.Add(good, uint8(3))
 	f.Add(good[:len(good)-2], uint8(3))
 	f.Add(good, uint8(2))
+	twice, _ := codec.AppendFrame(good[:0:0], &pbft.SubmitAnswer{Index: 1, Status: 200})
+	twice, _ = codec.AppendFrame(twice, &pbft.SubmitAnswer{Index: 1, Status: 200})
+	f.Add(twice, uint8(2))
 	f.Fuzz(func(t *testing.T, stream []byte, n uint8) {
 		if n == 0 {
 			return
@@ -354,4 +363,120 @@ func FuzzReadAnswers(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestReadAnswersRefusesASecondAnswer(t *testing.T) {
+	var stream []byte
+	for _, i := range []uint32{1, 1, 0} {
+		stream, _ = codec.AppendFrame(stream, &pbft.SubmitAnswer{Index: i, Status: http.StatusOK})
+	}
+	answered := make([]bool, 2)
+	handed := 0
+	err := readAnswers(bytes.NewReader(stream), answered, func(pbft.SubmitAnswer) { handed++ })
+	if err == nil || handed != 1 || !answered[1] || answered[0] {
+		t.Fatalf("err %v, %d handed on, answered %v; want an error after the first answer for request 1", err, handed, answered)
+	}
+}
+
+// Requests too large to share one body go in several, each within
+// pbft.SubmitBatchBytesMax.
+func TestBatcherCutsBatchesAtTheByteBound(t *testing.T) {
+	tn := newTestNet(t, 4)
+	gate := make(chan struct{})
+	bn := newGatedBatchNode(t, tn.goodAnswers(t), gate)
+	const k = 8
+	b := newTestBatcher(t, BatcherConfig{Hold: BatchHoldMax})
+	c, err := New(Config{Nodes: []string{bn.srv.URL}, Key: tn.client, Chain: tn.chain, Validators: tn.pubs, Timeout: 10 * time.Second, Logger: quietLogger(), Batcher: b, RequestBytesMax: 2 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := appendCmd()
+	cmd.Append.Events[0].Data = []byte(`"` + strings.Repeat("x", 1<<20) + `"`)
+	errs := make(chan error, k)
+	for range k {
+		go func() {
+			_, err := c.Submit(context.Background(), cmd)
+			errs <- err
+		}()
+	}
+	waitUntil(t, 10*time.Second, "all requests to reach the node", func() bool {
+		bn.mu.Lock()
+		defer bn.mu.Unlock()
+		return bn.received == k
+	})
+	close(gate)
+	for range k {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, raws := range bn.batches() {
+		if n := len(codec.MustMarshal(raws)); n > pbft.SubmitBatchBytesMax {
+			t.Fatalf("a batch body of %d bytes, above %d", n, pbft.SubmitBatchBytesMax)
+		}
+	}
+	if len(bn.batches()) < 3 {
+		t.Fatalf("%d batches carried %d requests of 1 MiB", len(bn.batches()), k)
+	}
+}
+
+// A batch a node refuses whole with a 4xx (it will not take this batch) goes
+// request by request to its single submit.
+func TestBatcherSubmitsAloneWhenABatchIsRefused(t *testing.T) {
+	tn := newTestNet(t, 4)
+	single := newFakeNode(t, tn, mediaCBOR, func(req []byte) (int, []byte) {
+		return http.StatusOK, codec.MustMarshal(tn.bundleFor(t, req, 1, 3))
+	})
+	var batches atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/requests/batch" {
+			batches.Add(1)
+			w.WriteHeader(http.StatusRequestEntityTooLarge)
+			io.WriteString(w, `{"error":"request body above 4194304 bytes","code":"too_large"}`)
+			return
+		}
+		single.srv.Config.Handler.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	b := newTestBatcher(t, BatcherConfig{})
+	for i, err := range submitAll(tn.newBatchClient(t, b, srv.URL), 4) {
+		if err != nil {
+			t.Fatalf("submit %d: %v", i, err)
+		}
+	}
+	if batches.Load() == 0 || len(single.received()) != 4 {
+		t.Fatalf("%d batches refused, %d single submits; want each request alone after its batch was refused", batches.Load(), len(single.received()))
+	}
+}
+
+// Close ends the submits waiting on an exchange at once, and cuts it.
+func TestBatcherCloseEndsWaitingSubmits(t *testing.T) {
+	tn := newTestNet(t, 4)
+	never := make(chan struct{})
+	defer close(never)
+	bn := newGatedBatchNode(t, tn.goodAnswers(t), never)
+	b, err := NewBatcher(BatcherConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tn.newBatchClient(t, b, bn.srv.URL)
+	const k = 4
+	errs := make(chan error, k)
+	for range k {
+		go func() {
+			_, err := c.Submit(context.Background(), appendCmd())
+			errs <- err
+		}()
+	}
+	waitUntil(t, 10*time.Second, "all requests to reach the node", func() bool {
+		bn.mu.Lock()
+		defer bn.mu.Unlock()
+		return bn.received == k
+	})
+	b.Close()
+	for range k {
+		if err := <-errs; !errors.Is(err, ErrBatcherClosed) {
+			t.Fatalf("a submit waiting at Close: %v, want ErrBatcherClosed", err)
+		}
+	}
 }

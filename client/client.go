@@ -314,7 +314,7 @@ func (c *Client) submitExchange(ctx context.Context, node string, req []byte) (a
 		ctx, cancel := context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 		a, err := c.batcher.exchange(ctx, node, req)
-		if !errors.Is(err, errNoBatchSubmit) {
+		if !errors.Is(err, errSubmitAlone) {
 			return a, err
 		}
 	}

@@ -52,7 +52,7 @@ func BenchmarkSubmitExchange(b *testing.B) {
 		for i := range raws {
 			out, _ = codec.AppendFrame(out, &pbft.SubmitAnswer{Index: uint32(i), Status: http.StatusOK, ContentType: mediaCBOR, Body: bundle})
 		}
-		w.Header().Set("Content-Type", mediaAnswerFrames)
+		w.Header().Set("Content-Type", pbft.SubmitAnswersMediaType)
 		w.Write(out)
 	})
 	srv := httptest.NewServer(mux)

@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -125,25 +126,30 @@ func AppendFrame(dst []byte, v any) ([]byte, error) {
 
 // ReadFrame reads one frame from r and returns its value's bytes. It returns
 // io.EOF at a clean end of the stream (no byte of a next frame), and an error
-// for a frame longer than max or cut short.
+// for a frame longer than max or cut short. Memory grows with the bytes that
+// arrive, not with the length a header claims.
 func ReadFrame(r io.Reader, max int) ([]byte, error) {
 	var h [FrameHeaderBytes]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) {
-			return nil, fmt.Errorf("codec: frame header cut short: %w", err)
+		if errors.Is(err, io.EOF) {
+			return nil, err
 		}
-		return nil, err
+		return nil, fmt.Errorf("codec: frame header: %w", err)
 	}
 	n := binary.BigEndian.Uint32(h[:])
 	if uint64(n) > uint64(max) {
 		return nil, fmt.Errorf("codec: frame of %d bytes above the bound of %d", n, max)
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
+	var body bytes.Buffer
+	body.Grow(int(min(n, frameGrowBytes)))
+	if got, err := io.CopyN(&body, r, int64(n)); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, fmt.Errorf("codec: frame of %d bytes cut short: %w", n, err)
+		return nil, fmt.Errorf("codec: frame of %d bytes cut short after %d: %w", n, got, err)
 	}
-	return b, nil
+	return body.Bytes(), nil
 }
+
+// frameGrowBytes is how much ReadFrame reserves for a body before it arrives.
+const frameGrowBytes = 64 << 10

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,38 +13,53 @@ import (
 	"github.com/ordoledger/ordo/pbft"
 )
 
-// mediaAnswerFrames is the media type of a batch submit's answer: a stream of
-// frames (codec.AppendFrame), each one pbft.SubmitAnswer.
-const mediaAnswerFrames = "application/x-ordo-answer-frames"
+// submitAnswerWriteTimeout bounds one write of a batch submit's answers: a
+// client that stops reading loses its connection instead of holding it.
+const submitAnswerWriteTimeout = 10 * time.Second
 
 // handleSubmitBatch takes up to pbft.SubmitBatchMax signed requests in one
 // body (a CBOR array of byte strings, each what POST /v1/requests takes) and
-// submits each as that endpoint would. It answers 200 at once and then streams
-// one frame per request, in the order they finish, each carrying what the
-// single submit would have answered for it. One HTTP exchange per batch
-// instead of per request saves a client and this gateway most of the
-// exchange's cost (BENCHMARKS.md: about 75 µs of CPU on this machine).
+// submits each as that endpoint would. It answers 200 and streams one frame
+// per request, in the order they finish, each carrying what the single submit
+// would have answered for it. One HTTP exchange per batch instead of per
+// request saves a client and this gateway most of the exchange's cost
+// (BENCHMARKS.md, "batch submits").
 func (n *Node) handleSubmitBatch(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	raws, code, status, msg := n.readSubmitBatch(w, r)
 	if status != 0 {
 		n.metrics.submits.WithLabelValues(code).Inc()
 		writeError(w, status, code, msg)
 		return
 	}
-	if code, status, msg := n.admitSubmits(len(raws)); status != 0 {
-		n.metrics.submits.WithLabelValues(code).Add(float64(len(raws)))
-		writeError(w, status, code, msg)
+	if why := n.halted.Load(); why != nil {
+		n.metrics.submits.WithLabelValues("halted").Add(float64(len(raws)))
+		writeError(w, http.StatusServiceUnavailable, "halted", "this replica has stopped voting: "+*why)
 		return
 	}
-	defer n.submitsInFlight.Add(-int64(len(raws)))
+	admitted := n.admitSome(len(raws))
+	if admitted == 0 {
+		n.metrics.submits.WithLabelValues("busy").Add(float64(len(raws)))
+		writeError(w, http.StatusTooManyRequests, "busy", fmt.Sprintf("%d requests already waiting for replies here; retry later or elsewhere", submitsInFlightMax))
+		return
+	}
 	n.metrics.submitBatchRequests.Observe(float64(len(raws)))
 	ctx, cancel := context.WithTimeout(r.Context(), replyTimeout)
 	defer cancel()
 	answers := make(chan pbft.SubmitAnswer, len(raws)) // never blocks a sender
 	for i, raw := range raws {
+		if i >= admitted {
+			// No place left for it: refused as the single submit would be.
+			a, code := n.submitAnswer(uint32(i), nil, "busy", http.StatusTooManyRequests, fmt.Sprintf("%d requests already waiting for replies here; retry later or elsewhere", submitsInFlightMax))
+			n.metrics.submits.WithLabelValues(code).Inc()
+			answers <- a
+			continue
+		}
 		go func() {
-			start := time.Now()
 			b, code, status, msg := n.submitRequest(ctx, raw)
+			// Its place is free once it has its answer, whenever the
+			// client reads it.
+			n.submitsInFlight.Add(-1)
 			a, code := n.submitAnswer(uint32(i), b, code, status, msg)
 			n.metrics.submits.WithLabelValues(code).Inc()
 			if status == http.StatusOK {
@@ -52,12 +68,38 @@ func (n *Node) handleSubmitBatch(w http.ResponseWriter, r *http.Request) {
 			answers <- a
 		}()
 	}
-	w.Header().Set("Content-Type", mediaAnswerFrames)
+	w.Header().Set("Content-Type", pbft.SubmitAnswersMediaType)
 	w.WriteHeader(http.StatusOK)
+	streamAnswers(w, answers, len(raws))
+}
+
+// admitSome reserves up to k of the submitsInFlightMax places and returns how
+// many it got.
+func (n *Node) admitSome(k int) int {
+	for {
+		cur := n.submitsInFlight.Load()
+		take := min(int64(k), submitsInFlightMax-cur)
+		if take <= 0 {
+			return 0
+		}
+		if n.submitsInFlight.CompareAndSwap(cur, cur+take) {
+			return int(take)
+		}
+	}
+}
+
+// streamAnswers writes k answers from answers to w as they come: each time,
+// every answer ready at that moment in one write, flushed at once, since a
+// client waits on each. A client that goes away or stops reading for
+// submitAnswerWriteTimeout is no longer written to; the answers are still
+// collected, so no sender is left behind.
+func streamAnswers(w http.ResponseWriter, answers <-chan pbft.SubmitAnswer, k int) {
 	rc := http.NewResponseController(w)
+	// The connection may serve other requests after this one.
+	defer rc.SetWriteDeadline(time.Time{})
 	var buf []byte
-	gone := false // the client went away: keep collecting, stop writing
-	for left := len(raws); left > 0; {
+	gone := false
+	for left := k; left > 0; {
 		buf = appendAnswer(buf[:0], <-answers)
 		left--
 	ready:
@@ -73,12 +115,16 @@ func (n *Node) handleSubmitBatch(w http.ResponseWriter, r *http.Request) {
 		if gone {
 			continue
 		}
+		// Not every ResponseWriter supports deadlines; the write itself still
+		// fails once the client is gone.
+		if err := rc.SetWriteDeadline(time.Now().Add(submitAnswerWriteTimeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			gone = true
+			continue
+		}
 		if _, err := w.Write(buf); err != nil {
 			gone = true
 			continue
 		}
-		// The answers are written now, not when the buffer fills: a client
-		// waits on each.
 		if err := rc.Flush(); err != nil {
 			gone = true
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -31,8 +32,8 @@ func postBatch(t *testing.T, c *testCluster, i int, contentType string, body []b
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, nil, b
 	}
-	if ct := resp.Header.Get("Content-Type"); ct != mediaAnswerFrames {
-		t.Fatalf("Content-Type %q, want %q", ct, mediaAnswerFrames)
+	if ct := resp.Header.Get("Content-Type"); ct != pbft.SubmitAnswersMediaType {
+		t.Fatalf("Content-Type %q, want %q", ct, pbft.SubmitAnswersMediaType)
 	}
 	answers := map[uint32]pbft.SubmitAnswer{}
 	for {
@@ -198,5 +199,92 @@ func TestSubmitBatchWithClientBatcher(t *testing.T) {
 	resp.Body.Close()
 	if want := fmt.Sprintf("ordo_submit_batch_requests_sum %d", k); !strings.Contains(string(body), want) {
 		t.Fatalf("/metrics of the first node lacks %q: not every request came in a batch submit", want)
+	}
+}
+
+// Answers go out as they come: the client reads the first while the second
+// is not yet given.
+func TestStreamAnswersFlushesEachAnswer(t *testing.T) {
+	answers := make(chan pbft.SubmitAnswer, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", pbft.SubmitAnswersMediaType)
+		w.WriteHeader(http.StatusOK)
+		streamAnswers(w, answers, 2)
+	}))
+	defer srv.Close()
+	answers <- pbft.SubmitAnswer{Index: 1, Status: http.StatusOK}
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	first, err := codec.ReadFrame(resp.Body, 1<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := codec.Canonical[pbft.SubmitAnswer](first); err != nil || a.Index != 1 {
+		t.Fatalf("first answer %+v, %v", a, err)
+	}
+	answers <- pbft.SubmitAnswer{Index: 0, Status: http.StatusTooManyRequests}
+	second, err := codec.ReadFrame(resp.Body, 1<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := codec.Canonical[pbft.SubmitAnswer](second); err != nil || a.Index != 0 {
+		t.Fatalf("second answer %+v, %v", a, err)
+	}
+	if _, err := codec.ReadFrame(resp.Body, 1<<10); err != io.EOF {
+		t.Fatalf("after the last answer: %v, want io.EOF", err)
+	}
+}
+
+// A batch larger than the places left for waiting submits gets the places
+// there are; the rest are answered busy, each in its frame, and every place
+// is given back.
+func TestSubmitBatchTakesThePlacesLeft(t *testing.T) {
+	c := newTestCluster(t, 4)
+	signer := crypto.NewSigner(c.client, c.genesis.Hash())
+	var raws [][]byte
+	for k := range 4 {
+		raws = append(raws, pbft.SignRequest(signer, uint64(k+1), codec.MustMarshal(appendCmd("places", k))))
+	}
+	nd := c.nodes[3]
+	const taken = submitsInFlightMax - 2
+	nd.submitsInFlight.Add(taken)
+	status, answers, body := postBatch(t, c, 3, mediaCBOR, codec.MustMarshal(raws))
+	if status != http.StatusOK {
+		t.Fatalf("%d %s", status, body)
+	}
+	var ok, busy int
+	for _, a := range answers {
+		switch a.Status {
+		case http.StatusOK:
+			ok++
+		case http.StatusTooManyRequests:
+			busy++
+		}
+	}
+	if ok != 2 || busy != 2 {
+		t.Fatalf("%d answered, %d busy; want the 2 places there were used and 2 busy", ok, busy)
+	}
+	if got := nd.submitsInFlight.Load(); got != taken {
+		t.Fatalf("%d places taken after the batch, want the %d taken before it", got, taken)
+	}
+	nd.submitsInFlight.Add(2)
+	status, _, body = postBatch(t, c, 3, mediaCBOR, codec.MustMarshal(raws[:1]))
+	if status != http.StatusTooManyRequests || !strings.Contains(string(body), `"code":"busy"`) {
+		t.Fatalf("with no place left: %d %s, want 429 busy", status, body)
+	}
+	nd.submitsInFlight.Add(-submitsInFlightMax)
+	resp, err := http.Get(c.url(3) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`ordo_http_requests_total{code="ok"} 2`, `ordo_http_requests_total{code="busy"} 3`, "ordo_submit_batch_requests_count 1"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
 	}
 }

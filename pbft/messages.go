@@ -129,6 +129,9 @@ const (
 	// SubmitBatchBytesMax bounds a batch submit's body; each request in it
 	// is also bound by the network's request_bytes_max.
 	SubmitBatchBytesMax = 4 << 20
+	// SubmitAnswersMediaType is the media type of a batch submit's answer:
+	// a stream of frames (codec.AppendFrame), each one SubmitAnswer.
+	SubmitAnswersMediaType = "application/x-ordo-answer-frames"
 )
 
 // SubmitAnswer is one request's answer inside the answer of a batch submit:
