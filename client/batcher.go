@@ -229,36 +229,21 @@ func (b *Batcher) run(q *batchQueue) {
 			size += batchItemBytes(it.raw)
 			return len(batch) < b.max
 		}
-		if len(q.posts) == 0 {
-			// Nothing in flight to this node, so no answers are due that
-			// would bring more requests soon: holding would only add
-			// latency. Take what waits now.
-		now:
-			for len(batch) < b.max {
-				select {
-				case it := <-q.items:
-					if !add(it) {
-						break now
-					}
-				default:
-					break now
-				}
-			}
-		} else {
+		// With nothing in flight to this node no answers are due that would
+		// bring more requests soon, so holding would only add latency: take
+		// what waits now (a nil hold channel).
+		var held <-chan time.Time
+		if len(q.posts) > 0 {
 			hold.Reset(b.hold)
-		gather:
-			for len(batch) < b.max {
-				select {
-				case it := <-q.items:
-					if !add(it) {
-						break gather
-					}
-				case <-hold.C:
-					break gather
-				}
-			}
-			hold.Stop()
+			held = hold.C
 		}
+		for len(batch) < b.max {
+			it := take(q.items, held)
+			if it == nil || !add(it) {
+				break
+			}
+		}
+		hold.Stop()
 		select {
 		case q.posts <- struct{}{}:
 		case <-b.ctx.Done():
@@ -270,6 +255,25 @@ func (b *Batcher) run(q *batchQueue) {
 			defer func() { <-q.posts }()
 			b.post(q, batch)
 		}()
+	}
+}
+
+// take returns the next waiting request: with a nil held, one that waits
+// already, else one that comes before held fires; nil if there is none.
+func take(items <-chan *batchItem, held <-chan time.Time) *batchItem {
+	if held == nil {
+		select {
+		case it := <-items:
+			return it
+		default:
+			return nil
+		}
+	}
+	select {
+	case it := <-items:
+		return it
+	case <-held:
+		return nil
 	}
 }
 
