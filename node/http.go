@@ -125,8 +125,11 @@ func (n *Node) handleSubmit(w http.ResponseWriter, r *http.Request) {
 // submitHTTP checks, forwards and submits one signed request, then waits for
 // its reply bundle. It writes the 200 answer itself and returns the outcome.
 func (n *Node) submitHTTP(w http.ResponseWriter, r *http.Request) (code string, status int, msg string) {
-	if code, status, msg := n.admitSubmits(1); status != 0 {
-		return code, status, msg
+	if msg := n.haltedMessage(); msg != "" {
+		return "halted", http.StatusServiceUnavailable, msg
+	}
+	if n.admitSome(1) == 0 {
+		return "busy", http.StatusTooManyRequests, noPlacesMessage
 	}
 	defer n.submitsInFlight.Add(-1)
 	max := n.genesis.Params.RequestBytesMax
@@ -159,17 +162,31 @@ func (n *Node) submitHTTP(w http.ResponseWriter, r *http.Request) (code string, 
 	return writeBundle(w, r, b)
 }
 
-// admitSubmits reserves k of the submitsInFlightMax places, or says why not
-// (a zero status means admitted; the caller gives the places back).
-func (n *Node) admitSubmits(k int) (code string, status int, msg string) {
+// noPlacesMessage explains a submit refused because submitsInFlightMax
+// requests wait for their replies here already.
+var noPlacesMessage = fmt.Sprintf("%d requests already waiting for replies here; retry later or elsewhere", submitsInFlightMax)
+
+// haltedMessage is why this replica takes no submits, or "" if it does.
+func (n *Node) haltedMessage() string {
 	if why := n.halted.Load(); why != nil {
-		return "halted", http.StatusServiceUnavailable, "this replica has stopped voting: " + *why
+		return "this replica has stopped voting: " + *why
 	}
-	if n.submitsInFlight.Add(int64(k)) > submitsInFlightMax {
-		n.submitsInFlight.Add(-int64(k))
-		return "busy", http.StatusTooManyRequests, fmt.Sprintf("%d requests already waiting for replies here; retry later or elsewhere", submitsInFlightMax)
+	return ""
+}
+
+// admitSome reserves up to k of the submitsInFlightMax places and returns how
+// many it got; the caller gives them back.
+func (n *Node) admitSome(k int) int {
+	for {
+		cur := n.submitsInFlight.Load()
+		take := min(int64(k), submitsInFlightMax-cur)
+		if take <= 0 {
+			return 0
+		}
+		if n.submitsInFlight.CompareAndSwap(cur, cur+take) {
+			return int(take)
+		}
 	}
-	return "", 0, ""
 }
 
 // readBody reads a request body of at most max bytes, or says why not (a

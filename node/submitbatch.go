@@ -32,15 +32,15 @@ func (n *Node) handleSubmitBatch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, code, msg)
 		return
 	}
-	if why := n.halted.Load(); why != nil {
+	if msg := n.haltedMessage(); msg != "" {
 		n.metrics.submits.WithLabelValues("halted").Add(float64(len(raws)))
-		writeError(w, http.StatusServiceUnavailable, "halted", "this replica has stopped voting: "+*why)
+		writeError(w, http.StatusServiceUnavailable, "halted", msg)
 		return
 	}
 	admitted := n.admitSome(len(raws))
 	if admitted == 0 {
 		n.metrics.submits.WithLabelValues("busy").Add(float64(len(raws)))
-		writeError(w, http.StatusTooManyRequests, "busy", fmt.Sprintf("%d requests already waiting for replies here; retry later or elsewhere", submitsInFlightMax))
+		writeError(w, http.StatusTooManyRequests, "busy", noPlacesMessage)
 		return
 	}
 	n.metrics.submitBatchRequests.Observe(float64(len(raws)))
@@ -50,7 +50,7 @@ func (n *Node) handleSubmitBatch(w http.ResponseWriter, r *http.Request) {
 	for i, raw := range raws {
 		if i >= admitted {
 			// No place left for it: refused as the single submit would be.
-			a, code := n.submitAnswer(uint32(i), nil, "busy", http.StatusTooManyRequests, fmt.Sprintf("%d requests already waiting for replies here; retry later or elsewhere", submitsInFlightMax))
+			a, code := submitAnswer(uint32(i), nil, "busy", http.StatusTooManyRequests, noPlacesMessage)
 			n.metrics.submits.WithLabelValues(code).Inc()
 			answers <- a
 			continue
@@ -60,7 +60,7 @@ func (n *Node) handleSubmitBatch(w http.ResponseWriter, r *http.Request) {
 			// Its place is free once it has its answer, whenever the
 			// client reads it.
 			n.submitsInFlight.Add(-1)
-			a, code := n.submitAnswer(uint32(i), b, code, status, msg)
+			a, code := submitAnswer(uint32(i), b, code, status, msg)
 			n.metrics.submits.WithLabelValues(code).Inc()
 			if status == http.StatusOK {
 				since(n.metrics.submitSeconds, start)
@@ -71,21 +71,6 @@ func (n *Node) handleSubmitBatch(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", pbft.SubmitAnswersMediaType)
 	w.WriteHeader(http.StatusOK)
 	streamAnswers(w, answers, len(raws))
-}
-
-// admitSome reserves up to k of the submitsInFlightMax places and returns how
-// many it got.
-func (n *Node) admitSome(k int) int {
-	for {
-		cur := n.submitsInFlight.Load()
-		take := min(int64(k), submitsInFlightMax-cur)
-		if take <= 0 {
-			return 0
-		}
-		if n.submitsInFlight.CompareAndSwap(cur, cur+take) {
-			return int(take)
-		}
-	}
 }
 
 // streamAnswers writes k answers from answers to w as they come: each time,
@@ -163,7 +148,7 @@ func decodeSubmitBatch(body []byte) ([][]byte, error) {
 
 // submitAnswer renders one request's outcome as the single submit would have
 // answered a client accepting CBOR, and returns it with the code to count.
-func (n *Node) submitAnswer(i uint32, b *pbft.ReplyBundle, code string, status int, msg string) (pbft.SubmitAnswer, string) {
+func submitAnswer(i uint32, b *pbft.ReplyBundle, code string, status int, msg string) (pbft.SubmitAnswer, string) {
 	if status == http.StatusOK {
 		code, body := bundleCBOR(b)
 		return pbft.SubmitAnswer{Index: i, Status: http.StatusOK, ContentType: mediaCBOR, Body: body}, code
