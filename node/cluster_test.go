@@ -592,3 +592,54 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// A client whose exchange gave up after its request was executed sends the
+// same signed bytes again, to the same node or another. The core ignores a
+// copy of a request it delivered lately, so each node must answer the retry
+// from the seq that executed it: with the original result, vouched for by
+// f+1 replicas.
+func TestRetryOfAnExecutedRequestIsAnswered(t *testing.T) {
+	c := newTestCluster(t, 4)
+	req := pbft.SignRequest(crypto.NewSigner(c.client, c.genesis.Hash()), 1, codec.MustMarshal(appendCmd("retry", 0)))
+	hc := &http.Client{Timeout: 30 * time.Second}
+	post := func(i int) *pbft.ReplyBundle {
+		t.Helper()
+		hr, err := http.NewRequest(http.MethodPost, c.url(i)+"/v1/requests", bytes.NewReader(req))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hr.Header.Set("Content-Type", mediaCBOR)
+		hr.Header.Set("Accept", mediaCBOR)
+		resp, err := hc.Do(hr)
+		if err != nil {
+			t.Fatalf("node %d: %v", i, err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("node %d: %d %s", i, resp.StatusCode, body)
+		}
+		b, err := codec.Canonical[pbft.ReplyBundle](body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &b
+	}
+	first := post(2)
+	c.converged(30 * time.Second)
+	for _, i := range []int{2, 0, 1, 3} {
+		b := post(i)
+		if b.EntrySeq != first.EntrySeq || !bytes.Equal(b.Result, first.Result) {
+			t.Fatalf("node %d answered the retry with seq %d %x, the first answer was seq %d %x", i, b.EntrySeq, b.Result, first.EntrySeq, first.Result)
+		}
+		if len(b.Executed) < pbft.MaxFaulty(len(c.nodes))+1 {
+			t.Fatalf("node %d: %d EXECUTED statements", i, len(b.Executed))
+		}
+	}
+	if st := c.nodes[0].statusJSON(); st.ExecutedSeq != first.EntrySeq {
+		t.Fatalf("the retries were executed again: executed seq %d, first %d", st.ExecutedSeq, first.EntrySeq)
+	}
+}

@@ -265,6 +265,9 @@ func (n *Node) carry(acts []pbft.Action) bool {
 			n.halt("persisting protocol state failed; this replica stops voting", err)
 			return false
 		}
+		if view != n.persistedView {
+			n.log.Info("pbft view moved", "from", n.persistedView, "to", view)
+		}
 		n.persistedView = view
 		for _, k := range del {
 			delete(n.persisted, k)

@@ -153,6 +153,16 @@ type seqReplies struct {
 	roots    map[uint32]crypto.Digest
 	local    *localResult
 	waiting  []pendingReply
+	// requests are the hashes of the seq's requests, and executedAfter is
+	// the tracker's count of requests executed here once this seq was.
+	requests      []crypto.Digest
+	executedAfter uint64
+}
+
+// requestAt is where a request was executed: its seq and its index there.
+type requestAt struct {
+	seq   uint64
+	index int
 }
 
 type pendingReply struct {
@@ -161,27 +171,47 @@ type pendingReply struct {
 }
 
 // replyTracker matches executed batches with waiting HTTP requests and with
-// the EXECUTED messages of other replicas. Memory is bounded to the last
-// executedKeepSeqs sequence numbers.
+// the EXECUTED messages of other replicas.
+//
+// A request submitted again after it was executed here (a client's retry
+// after its first exchange gave up, through this node or another) is answered
+// from the seq that executed it: the core does not propose it again while it
+// is among its pbft.RecentDeliveredMax latest delivered requests, so nothing
+// else would answer it. A seq is therefore kept until it is at least
+// executedKeepSeqs behind the highest and pbft.RecentDeliveredMax requests
+// were executed after it; memory is bounded by the larger of the two.
 type replyTracker struct {
 	mu      sync.Mutex
 	need    int
 	waiters map[crypto.Digest][]*waiter
 	seqs    map[uint64]*seqReplies
-	self    uint32
-	top     uint64 // highest seq executed here
-	pruned  uint64 // seqs below this are gone
+	// executedAt indexes the requests of the kept seqs executed here.
+	executedAt map[crypto.Digest]requestAt
+	executed   uint64 // requests executed here, counted as the seqs come
+	self       uint32
+	top        uint64 // highest seq executed here
+	pruned     uint64 // seqs below this are gone
 }
 
 func newReplyTracker(need int, self uint32) *replyTracker {
-	return &replyTracker{need: need, self: self, waiters: map[crypto.Digest][]*waiter{}, seqs: map[uint64]*seqReplies{}}
+	return &replyTracker{need: need, self: self, waiters: map[crypto.Digest][]*waiter{},
+		seqs: map[uint64]*seqReplies{}, executedAt: map[crypto.Digest]requestAt{}}
 }
 
+// register returns the waiter for the reply bundle of the request with hash
+// h: of the seq that executed it if it was executed here, else of the next
+// seq that does.
 func (t *replyTracker) register(h crypto.Digest) *waiter {
 	w := &waiter{hash: h, ch: make(chan *pbft.ReplyBundle, 1)}
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	if at, ok := t.executedAt[h]; ok {
+		sr := t.seqs[at.seq]
+		sr.waiting = append(sr.waiting, pendingReply{w: w, index: at.index})
+		t.complete(at.seq, sr)
+		return w
+	}
 	t.waiters[h] = append(t.waiters[h], w)
-	t.mu.Unlock()
 	return w
 }
 
@@ -217,13 +247,18 @@ func (t *replyTracker) executedLocal(e *eventlog.Entry, own *pbft.Envelope) {
 	defer t.mu.Unlock()
 	sr := t.seq(e.Seq)
 	sr.local = &localResult{root: e.ResultsRoot, results: e.Results}
+	sr.requests = make([]crypto.Digest, len(e.Requests))
 	for i, raw := range e.Requests {
 		h := crypto.Hash(raw)
+		sr.requests[i] = h
+		t.executedAt[h] = requestAt{seq: e.Seq, index: i}
 		for _, w := range t.waiters[h] {
 			sr.waiting = append(sr.waiting, pendingReply{w: w, index: i})
 		}
 		delete(t.waiters, h)
 	}
+	t.executed += uint64(len(e.Requests))
+	sr.executedAfter = t.executed
 	sr.executed[t.self] = own
 	sr.roots[t.self] = e.ResultsRoot
 	if e.Seq > t.top {
@@ -237,7 +272,7 @@ func (t *replyTracker) executedLocal(e *eventlog.Entry, own *pbft.Envelope) {
 func (t *replyTracker) addExecuted(ex *pbft.Executed, env *pbft.Envelope) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if ex.Seq+executedKeepSeqs <= t.top || ex.Seq > t.top+executedKeepSeqs {
+	if ex.Seq < t.pruned || ex.Seq > t.top+executedKeepSeqs {
 		return
 	}
 	sr := t.seq(ex.Seq)
@@ -282,13 +317,26 @@ func (t *replyTracker) complete(seq uint64, sr *seqReplies) {
 	sr.waiting = nil
 }
 
-// prune forgets the seqs that fell out of the kept window. addExecuted refuses
-// seqs below it, so deleting the newly stale ones is enough.
+// prune forgets the seqs, in order, that are executedKeepSeqs behind the
+// highest and have pbft.RecentDeliveredMax requests executed after them, and
+// any more than executedKeepSeqs + pbft.RecentDeliveredMax behind it (seqs
+// without requests count none). addExecuted refuses seqs below the first kept
+// one, so deleting the newly stale ones is enough.
 func (t *replyTracker) prune() {
-	if t.top < executedKeepSeqs {
-		return
-	}
-	for ; t.pruned <= t.top-executedKeepSeqs; t.pruned++ {
+	for ; t.pruned+executedKeepSeqs <= t.top; t.pruned++ {
+		sr := t.seqs[t.pruned]
+		if sr == nil {
+			continue
+		}
+		young := t.executed-sr.executedAfter < pbft.RecentDeliveredMax
+		if sr.local != nil && young && t.pruned+executedKeepSeqs+pbft.RecentDeliveredMax > t.top {
+			return
+		}
+		for _, h := range sr.requests {
+			if t.executedAt[h].seq == t.pruned {
+				delete(t.executedAt, h)
+			}
+		}
 		delete(t.seqs, t.pruned)
 	}
 }

@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 
 	"github.com/ordoledger/ordo/crypto"
@@ -48,21 +49,63 @@ func TestReplyTracker(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Memory stays bounded: only the last executedKeepSeqs seqs are kept.
-	for s := uint64(2); s <= 3*executedKeepSeqs; s++ {
+	// A retry of the executed request, the same bytes through this node
+	// again, is answered at once from the seq that executed it: the core
+	// does not propose it again.
+	again := tr.register(crypto.Hash(req))
+	select {
+	case b := <-again.ch:
+		if b.EntrySeq != 1 || len(b.Executed) != 2 || !bytes.Equal(b.Result, results[0]) {
+			t.Fatalf("retry's bundle %+v", b)
+		}
+	default:
+		t.Fatal("a retry of an executed request waits for a seq that will not come")
+	}
+
+	// Seqs without requests: kept until executedKeepSeqs+RecentDeliveredMax
+	// behind, as the core still ignores seq 1's request.
+	top := uint64(executedKeepSeqs + pbft.RecentDeliveredMax)
+	for s := uint64(2); s <= top; s++ {
 		_, env := executed(0, s, root)
 		tr.executedLocal(&eventlog.Entry{Seq: s, ResultsRoot: root}, env)
 	}
-	if len(tr.seqs) > executedKeepSeqs {
-		t.Fatalf("%d seqs kept, bound %d", len(tr.seqs), executedKeepSeqs)
+	if _, ok := tr.executedAt[crypto.Hash(req)]; !ok {
+		t.Fatal("forgot a request the core still ignores")
+	}
+	_, env := executed(0, top+1, root)
+	tr.executedLocal(&eventlog.Entry{Seq: top + 1, ResultsRoot: root}, env)
+	if len(tr.seqs) > executedKeepSeqs+pbft.RecentDeliveredMax {
+		t.Fatalf("%d seqs kept, bound %d", len(tr.seqs), executedKeepSeqs+pbft.RecentDeliveredMax)
+	}
+	if _, ok := tr.executedAt[crypto.Hash(req)]; ok {
+		t.Fatal("kept the request of a seq past the bound")
+	}
+	// Now nothing answers a retry of it until a seq executes it again.
+	late := tr.register(crypto.Hash(req))
+	select {
+	case b := <-late.ch:
+		t.Fatalf("answered from a forgotten seq: %+v", b)
+	default:
+	}
+
+	// With a request in each seq, seqs go once executedKeepSeqs behind and
+	// RecentDeliveredMax requests after them.
+	base := top + 1
+	for s := base + 1; s <= base+2*pbft.RecentDeliveredMax; s++ {
+		_, env := executed(0, s, root)
+		r := []byte(fmt.Sprintf("request %d", s))
+		tr.executedLocal(&eventlog.Entry{Seq: s, Requests: [][]byte{r}, Results: results, ResultsRoot: root}, env)
+	}
+	if want := max(executedKeepSeqs, pbft.RecentDeliveredMax); len(tr.seqs) != want || len(tr.executedAt) != want {
+		t.Fatalf("%d seqs and %d requests kept, want %d", len(tr.seqs), len(tr.executedAt), want)
 	}
 	// Too old or too far ahead: not kept.
 	tr.addExecuted(executed(1, 5, root))
-	tr.addExecuted(executed(1, 10*executedKeepSeqs, root))
+	tr.addExecuted(executed(1, 10*top, root))
 	if _, ok := tr.seqs[5]; ok {
 		t.Fatal("kept an EXECUTED below the window")
 	}
-	if _, ok := tr.seqs[10*executedKeepSeqs]; ok {
+	if _, ok := tr.seqs[10*top]; ok {
 		t.Fatal("kept an EXECUTED far above the window")
 	}
 }

@@ -93,7 +93,7 @@
 // COMMITs or CHECKPOINTs of f+1 replicas above the applied seq make it Fetch.
 //
 // Duplicate requests across batches are not refused: a client may resend a
-// request after it committed (the latest recentDeliveredMax delivered
+// request after it committed (the latest RecentDeliveredMax delivered
 // requests are ignored by Submit, older ones and any after a restart are
 // not), and a new primary may re-propose a request of a re-issued batch it
 // never saw. The state machine executes a client's request once.

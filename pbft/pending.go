@@ -11,12 +11,12 @@ import (
 // queue is never compacted: compacting a short queue costs more than it frees.
 const pendingCompactMin = 64
 
-// recentDeliveredMax is how many delivered request IDs a replica remembers, to
+// RecentDeliveredMax is how many delivered request IDs a replica remembers, to
 // ignore copies of them that arrive late (a forward delayed past delivery, a
 // client's retry). It is a bound, not a guarantee: older duplicates, and any
 // after a restart, may be proposed again, and the state machine executes a
 // client's request once.
-const recentDeliveredMax = 1 << 14
+const RecentDeliveredMax = 1 << 14
 
 // pendingReq is one client request waiting to be delivered.
 type pendingReq struct {
@@ -57,7 +57,7 @@ type pendingQueue struct {
 	// ready: entries neither batched nor removed, which a primary may propose.
 	readyCount int
 	readyBytes int
-	// recent is a ring of the latest recentDeliveredMax delivered request
+	// recent is a ring of the latest RecentDeliveredMax delivered request
 	// IDs: exactly the keys whose byHash entry is removed.
 	recent     []crypto.Digest
 	recentNext int
@@ -82,13 +82,13 @@ func (q *pendingQueue) lookup(h crypto.Digest) (p *pendingReq, delivered bool) {
 // remember adds a delivered request ID to the ring, evicting the oldest from
 // the ring and the index. The caller has marked h delivered in the index.
 func (q *pendingQueue) remember(h crypto.Digest) {
-	if len(q.recent) < recentDeliveredMax {
+	if len(q.recent) < RecentDeliveredMax {
 		q.recent = append(q.recent, h)
 		return
 	}
 	delete(q.byHash, q.recent[q.recentNext])
 	q.recent[q.recentNext] = h
-	q.recentNext = (q.recentNext + 1) % recentDeliveredMax
+	q.recentNext = (q.recentNext + 1) % RecentDeliveredMax
 }
 
 func (q *pendingQueue) len() int { return q.count }

@@ -631,7 +631,7 @@ func TestBatchOfPendingRequests(t *testing.T) {
 }
 
 // TestDeliveredRequestsRemembered: a replica ignores a resubmitted request
-// while it is among the latest recentDeliveredMax delivered ones, and queues
+// while it is among the latest RecentDeliveredMax delivered ones, and queues
 // it again after, whether it was pending here or not.
 func TestDeliveredRequestsRemembered(t *testing.T) {
 	s := newSim(t, simOptions{n: 4, seed: 22})
@@ -655,19 +655,19 @@ func TestDeliveredRequestsRemembered(t *testing.T) {
 			t.Fatal(err)
 		}
 		if p := r.Status().Pending; p != wantPending {
-			t.Fatalf("%s after %d deliveries: pending %d, want %d", raw, recentDeliveredMax, p, wantPending)
+			t.Fatalf("%s after %d deliveries: pending %d, want %d", raw, RecentDeliveredMax, p, wantPending)
 		}
-		if n := len(r.pending.byHash); n > r.pending.len()+recentDeliveredMax {
+		if n := len(r.pending.byHash); n > r.pending.len()+RecentDeliveredMax {
 			t.Fatalf("index holds %d requests, %d pending", n, r.pending.len())
 		}
 	}
-	fill(0, recentDeliveredMax-2)
+	fill(0, RecentDeliveredMax-2)
 	submit(notPending, 0)
 	submit(wasPending, 0)
-	fill(recentDeliveredMax, recentDeliveredMax+1)
+	fill(RecentDeliveredMax, RecentDeliveredMax+1)
 	submit(notPending, 1)
 	submit(wasPending, 1)
-	fill(recentDeliveredMax+1, recentDeliveredMax+2)
+	fill(RecentDeliveredMax+1, RecentDeliveredMax+2)
 	submit(wasPending, 2)
 }
 

@@ -614,7 +614,7 @@ func (w *world) checkBounds() {
 			s.failf("replica %d holds %d pieces of evidence", node.id, len(r.evidence))
 		case r.pending.len() > r.cfg.PendingRequestsMax || len(r.pending.queue) > 2*r.cfg.PendingRequestsMax+pendingCompactMin:
 			s.failf("replica %d pending queue %d (%d entries)", node.id, r.pending.len(), len(r.pending.queue))
-		case len(r.pending.byHash) > r.pending.len()+recentDeliveredMax:
+		case len(r.pending.byHash) > r.pending.len()+RecentDeliveredMax:
 			s.failf("replica %d indexes %d requests, %d pending", node.id, len(r.pending.byHash), r.pending.len())
 		}
 		// The persisted log: this view's votes and certificates in the
