@@ -153,9 +153,8 @@ type seqReplies struct {
 	roots    map[uint32]crypto.Digest
 	local    *localResult
 	waiting  []pendingReply
-	// requests are the hashes of the seq's requests, and executedAfter is
-	// the tracker's count of requests executed here once this seq was.
-	requests      []crypto.Digest
+	// executedAfter is the tracker's count of requests executed here once
+	// this seq was.
 	executedAfter uint64
 }
 
@@ -177,25 +176,51 @@ type pendingReply struct {
 // after its first exchange gave up, through this node or another) is answered
 // from the seq that executed it: the core does not propose it again while it
 // is among its pbft.RecentDeliveredMax latest delivered requests, so nothing
-// else would answer it. A seq is therefore kept until it is at least
-// executedKeepSeqs behind the highest and pbft.RecentDeliveredMax requests
-// were executed after it; memory is bounded by the larger of the two.
+// else would answer it. The tracker indexes as many of its latest executed
+// requests, and keeps a seq until it is at least executedKeepSeqs behind the
+// highest and its requests left that index; memory is bounded by the larger
+// of the two, and by executedKeepSeqs + pbft.RecentDeliveredMax seqs.
 type replyTracker struct {
 	mu      sync.Mutex
 	need    int
 	waiters map[crypto.Digest][]*waiter
 	seqs    map[uint64]*seqReplies
-	// executedAt indexes the requests of the kept seqs executed here.
+	// executedAt indexes the latest pbft.RecentDeliveredMax requests
+	// executed here, recent in order of execution (a ring from recentNext).
 	executedAt map[crypto.Digest]requestAt
+	recent     []executedRequest
+	recentNext int
 	executed   uint64 // requests executed here, counted as the seqs come
 	self       uint32
 	top        uint64 // highest seq executed here
 	pruned     uint64 // seqs below this are gone
 }
 
+type executedRequest struct {
+	hash crypto.Digest
+	seq  uint64
+}
+
 func newReplyTracker(need int, self uint32) *replyTracker {
 	return &replyTracker{need: need, self: self, waiters: map[crypto.Digest][]*waiter{},
 		seqs: map[uint64]*seqReplies{}, executedAt: map[crypto.Digest]requestAt{}}
+}
+
+// remember indexes a request executed here, forgetting the oldest of the
+// index once it holds pbft.RecentDeliveredMax.
+func (t *replyTracker) remember(h crypto.Digest, at requestAt) {
+	t.executedAt[h] = at
+	r := executedRequest{hash: h, seq: at.seq}
+	if len(t.recent) < pbft.RecentDeliveredMax {
+		t.recent = append(t.recent, r)
+		return
+	}
+	old := t.recent[t.recentNext]
+	if t.executedAt[old.hash].seq == old.seq {
+		delete(t.executedAt, old.hash)
+	}
+	t.recent[t.recentNext] = r
+	t.recentNext = (t.recentNext + 1) % pbft.RecentDeliveredMax
 }
 
 // register returns the waiter for the reply bundle of the request with hash
@@ -205,7 +230,7 @@ func (t *replyTracker) register(h crypto.Digest) *waiter {
 	w := &waiter{hash: h, ch: make(chan *pbft.ReplyBundle, 1)}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if at, ok := t.executedAt[h]; ok {
+	if at, ok := t.executedAt[h]; ok && t.seqs[at.seq] != nil {
 		sr := t.seqs[at.seq]
 		sr.waiting = append(sr.waiting, pendingReply{w: w, index: at.index})
 		t.complete(at.seq, sr)
@@ -247,11 +272,9 @@ func (t *replyTracker) executedLocal(e *eventlog.Entry, own *pbft.Envelope) {
 	defer t.mu.Unlock()
 	sr := t.seq(e.Seq)
 	sr.local = &localResult{root: e.ResultsRoot, results: e.Results}
-	sr.requests = make([]crypto.Digest, len(e.Requests))
 	for i, raw := range e.Requests {
 		h := crypto.Hash(raw)
-		sr.requests[i] = h
-		t.executedAt[h] = requestAt{seq: e.Seq, index: i}
+		t.remember(h, requestAt{seq: e.Seq, index: i})
 		for _, w := range t.waiters[h] {
 			sr.waiting = append(sr.waiting, pendingReply{w: w, index: i})
 		}
@@ -318,10 +341,12 @@ func (t *replyTracker) complete(seq uint64, sr *seqReplies) {
 }
 
 // prune forgets the seqs, in order, that are executedKeepSeqs behind the
-// highest and have pbft.RecentDeliveredMax requests executed after them, and
-// any more than executedKeepSeqs + pbft.RecentDeliveredMax behind it (seqs
-// without requests count none). addExecuted refuses seqs below the first kept
-// one, so deleting the newly stale ones is enough.
+// highest and whose requests left the index (pbft.RecentDeliveredMax
+// requests were executed after them), and any more than executedKeepSeqs +
+// pbft.RecentDeliveredMax behind it (seqs without requests count none); the
+// index may still name a seq of the second kind, which register checks.
+// addExecuted refuses seqs below the first kept one, so deleting the newly
+// stale ones is enough.
 func (t *replyTracker) prune() {
 	for ; t.pruned+executedKeepSeqs <= t.top; t.pruned++ {
 		sr := t.seqs[t.pruned]
@@ -331,11 +356,6 @@ func (t *replyTracker) prune() {
 		young := t.executed-sr.executedAfter < pbft.RecentDeliveredMax
 		if sr.local != nil && young && t.pruned+executedKeepSeqs+pbft.RecentDeliveredMax > t.top {
 			return
-		}
-		for _, h := range sr.requests {
-			if t.executedAt[h].seq == t.pruned {
-				delete(t.executedAt, h)
-			}
 		}
 		delete(t.seqs, t.pruned)
 	}

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/ordoledger/ordo/crypto"
@@ -69,16 +70,16 @@ func TestReplyTracker(t *testing.T) {
 		_, env := executed(0, s, root)
 		tr.executedLocal(&eventlog.Entry{Seq: s, ResultsRoot: root}, env)
 	}
-	if _, ok := tr.executedAt[crypto.Hash(req)]; !ok {
-		t.Fatal("forgot a request the core still ignores")
+	if _, ok := tr.seqs[1]; !ok {
+		t.Fatal("forgot a seq whose request the core still ignores")
 	}
 	_, env := executed(0, top+1, root)
 	tr.executedLocal(&eventlog.Entry{Seq: top + 1, ResultsRoot: root}, env)
 	if len(tr.seqs) > executedKeepSeqs+pbft.RecentDeliveredMax {
 		t.Fatalf("%d seqs kept, bound %d", len(tr.seqs), executedKeepSeqs+pbft.RecentDeliveredMax)
 	}
-	if _, ok := tr.executedAt[crypto.Hash(req)]; ok {
-		t.Fatal("kept the request of a seq past the bound")
+	if _, ok := tr.seqs[1]; ok {
+		t.Fatal("kept a seq past the bound")
 	}
 	// Now nothing answers a retry of it until a seq executes it again.
 	late := tr.register(crypto.Hash(req))
@@ -98,6 +99,20 @@ func TestReplyTracker(t *testing.T) {
 	}
 	if want := max(executedKeepSeqs, pbft.RecentDeliveredMax); len(tr.seqs) != want || len(tr.executedAt) != want {
 		t.Fatalf("%d seqs and %d requests kept, want %d", len(tr.seqs), len(tr.executedAt), want)
+	}
+	// With eight requests a seq, seqs go once executedKeepSeqs behind, and
+	// the index holds the latest RecentDeliveredMax requests.
+	base = base + 2*pbft.RecentDeliveredMax
+	eight := make([][]byte, 8)
+	for s := base + 1; s <= base+2*executedKeepSeqs; s++ {
+		_, env := executed(0, s, root)
+		for i := range eight {
+			eight[i] = []byte(fmt.Sprintf("request %d.%d", s, i))
+		}
+		tr.executedLocal(&eventlog.Entry{Seq: s, Requests: eight, Results: slices.Repeat(results, 8), ResultsRoot: root}, env)
+	}
+	if len(tr.seqs) != executedKeepSeqs || len(tr.executedAt) != pbft.RecentDeliveredMax {
+		t.Fatalf("%d seqs and %d requests kept, want %d and %d", len(tr.seqs), len(tr.executedAt), executedKeepSeqs, pbft.RecentDeliveredMax)
 	}
 	// Too old or too far ahead: not kept.
 	tr.addExecuted(executed(1, 5, root))
