@@ -266,6 +266,12 @@ func TestBatcherFailsOverFromBrokenAnswers(t *testing.T) {
 			return out
 		}},
 		{"200 of another type", func(raws [][]byte) []pbft.SubmitAnswer { return []pbft.SubmitAnswer{} }},
+		// A refusal's body has the bound of an error body, not a bundle's.
+		{"refusal above its bound", func(raws [][]byte) []pbft.SubmitAnswer {
+			out := good(raws)
+			out[0] = pbft.SubmitAnswer{Index: out[0].Index, Status: http.StatusConflict, ContentType: mediaJSON, Body: bytes.Repeat([]byte{' '}, errorBytesMax+1)}
+			return out
+		}},
 		{"whole batch refused", nil},
 	}
 	for _, tc := range cases {
@@ -477,6 +483,41 @@ func TestBatcherCloseEndsWaitingSubmits(t *testing.T) {
 	for range k {
 		if err := <-errs; !errors.Is(err, ErrBatcherClosed) {
 			t.Fatalf("a submit waiting at Close: %v, want ErrBatcherClosed", err)
+		}
+	}
+}
+
+// A Submit through a Batcher ends at its own deadline while its exchange
+// hangs, and the Batcher goes on serving the requests after it.
+func TestBatcherSubmitEndsAtItsDeadline(t *testing.T) {
+	tn := newTestNet(t, 4)
+	gate := make(chan struct{})
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(gate)
+		}
+	}
+	defer release()
+	bn := newGatedBatchNode(t, tn.goodAnswers(t), gate)
+	b := newTestBatcher(t, BatcherConfig{})
+	c := tn.newBatchClient(t, b, bn.srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := c.Submit(ctx, appendCmd())
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("submit past its deadline: %v, want context.DeadlineExceeded", err)
+	}
+	// The client's per-exchange timeout is 5 s: the deadline, not it, ended the submit.
+	if waited := time.Since(start); waited > 4*time.Second {
+		t.Fatalf("submit with a 200 ms deadline returned after %v", waited)
+	}
+	release()
+	for i, err := range submitAll(c, 3) {
+		if err != nil {
+			t.Fatalf("submit %d after the deadline: %v", i, err)
 		}
 	}
 }
