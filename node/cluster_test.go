@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/ordoledger/ordo/client"
 	"github.com/ordoledger/ordo/codec"
 	"github.com/ordoledger/ordo/crypto"
@@ -628,8 +630,34 @@ func TestRetryOfAnExecutedRequestIsAnswered(t *testing.T) {
 		}
 		return &b
 	}
+	forwards := func() float64 {
+		sum := 0.0
+		for _, nd := range c.nodes {
+			var m dto.Metric
+			if err := nd.metrics.forwards.WithLabelValues("primary").Write(&m); err != nil {
+				t.Fatal(err)
+			}
+			sum += m.GetCounter().GetValue()
+		}
+		return sum
+	}
 	first := post(2)
 	c.converged(30 * time.Second)
+	// Every node has executed the seq and has the EXECUTED statements of f+1
+	// replicas for it.
+	waitFor(t, 30*time.Second, "every node to gather f+1 EXECUTED statements", func() bool {
+		for _, nd := range c.nodes {
+			nd.replies.mu.Lock()
+			sr := nd.replies.seqs[first.EntrySeq]
+			enough := sr != nil && sr.local != nil && len(sr.executed) >= nd.replies.need
+			nd.replies.mu.Unlock()
+			if !enough {
+				return false
+			}
+		}
+		return true
+	})
+	before := forwards()
 	for _, i := range []int{2, 0, 1, 3} {
 		b := post(i)
 		if b.EntrySeq != first.EntrySeq || !bytes.Equal(b.Result, first.Result) {
@@ -638,6 +666,9 @@ func TestRetryOfAnExecutedRequestIsAnswered(t *testing.T) {
 		if len(b.Executed) < pbft.MaxFaulty(len(c.nodes))+1 {
 			t.Fatalf("node %d: %d EXECUTED statements", i, len(b.Executed))
 		}
+	}
+	if after := forwards(); after != before {
+		t.Errorf("the retries were forwarded to the primary %v times; a node that executed a request answers a retry itself", after-before)
 	}
 	if st := c.nodes[0].statusJSON(); st.ExecutedSeq != first.EntrySeq {
 		t.Fatalf("the retries were executed again: executed seq %d, first %d", st.ExecutedSeq, first.EntrySeq)

@@ -233,6 +233,12 @@ func (n *Node) submitRequest(ctx context.Context, raw []byte) (b *pbft.ReplyBund
 	}
 	wt := n.replies.register(h)
 	defer n.replies.cancel(wt)
+	select {
+	case b := <-wt.ch:
+		// A retry of a request executed here: nothing to forward.
+		return b, "", http.StatusOK, ""
+	default:
+	}
 	frame := frameOf(tagRequest, raw)
 	if p := n.status.Load().Primary; p != n.self {
 		n.host.Send(p, frame)
