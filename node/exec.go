@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -140,6 +141,9 @@ func (n *Node) announce(a appliedBatch) {
 type waiter struct {
 	hash crypto.Digest
 	ch   chan *pbft.ReplyBundle
+	// seq is the seq whose waiting list holds the waiter, once attached.
+	seq      uint64
+	attached bool
 }
 
 type localResult struct {
@@ -188,7 +192,7 @@ type replyTracker struct {
 	// executedAt indexes the latest pbft.RecentDeliveredMax requests
 	// executed here, recent in order of execution (a ring from recentNext).
 	executedAt map[crypto.Digest]requestAt
-	recent     []executedRequest
+	recent     []crypto.Digest
 	recentNext int
 	executed   uint64 // requests executed here, counted as the seqs come
 	self       uint32
@@ -196,30 +200,21 @@ type replyTracker struct {
 	pruned     uint64 // seqs below this are gone
 }
 
-type executedRequest struct {
-	hash crypto.Digest
-	seq  uint64
-}
-
 func newReplyTracker(need int, self uint32) *replyTracker {
 	return &replyTracker{need: need, self: self, waiters: map[crypto.Digest][]*waiter{},
 		seqs: map[uint64]*seqReplies{}, executedAt: map[crypto.Digest]requestAt{}}
 }
 
-// remember indexes a request executed here, forgetting the oldest of the
-// index once it holds pbft.RecentDeliveredMax.
+// remember indexes a request executed here and not indexed, forgetting the
+// oldest of the index once it holds pbft.RecentDeliveredMax.
 func (t *replyTracker) remember(h crypto.Digest, at requestAt) {
 	t.executedAt[h] = at
-	r := executedRequest{hash: h, seq: at.seq}
 	if len(t.recent) < pbft.RecentDeliveredMax {
-		t.recent = append(t.recent, r)
+		t.recent = append(t.recent, h)
 		return
 	}
-	old := t.recent[t.recentNext]
-	if t.executedAt[old.hash].seq == old.seq {
-		delete(t.executedAt, old.hash)
-	}
-	t.recent[t.recentNext] = r
+	delete(t.executedAt, t.recent[t.recentNext])
+	t.recent[t.recentNext] = h
 	t.recentNext = (t.recentNext + 1) % pbft.RecentDeliveredMax
 }
 
@@ -231,18 +226,32 @@ func (t *replyTracker) register(h crypto.Digest) *waiter {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if at, ok := t.executedAt[h]; ok && t.seqs[at.seq] != nil {
-		sr := t.seqs[at.seq]
-		sr.waiting = append(sr.waiting, pendingReply{w: w, index: at.index})
-		t.complete(at.seq, sr)
+		t.attach(at.seq, t.seqs[at.seq], w, at.index)
+		t.complete(at.seq, t.seqs[at.seq])
 		return w
 	}
 	t.waiters[h] = append(t.waiters[h], w)
 	return w
 }
 
+// attach adds w to the waiting list of seq, for the result at index.
+func (t *replyTracker) attach(seq uint64, sr *seqReplies, w *waiter, index int) {
+	w.seq, w.attached = seq, true
+	sr.waiting = append(sr.waiting, pendingReply{w: w, index: index})
+}
+
+// cancel forgets a waiter whose submit ended, wherever it waits: a seq that
+// never gathers f+1 matching EXECUTED statements must not keep the retries
+// that gave up on it.
 func (t *replyTracker) cancel(w *waiter) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if w.attached {
+		if sr := t.seqs[w.seq]; sr != nil {
+			sr.waiting = slices.DeleteFunc(sr.waiting, func(p pendingReply) bool { return p.w == w })
+		}
+		return
+	}
 	ws := t.waiters[w.hash]
 	for i, x := range ws {
 		if x == w {
@@ -274,13 +283,21 @@ func (t *replyTracker) executedLocal(e *eventlog.Entry, own *pbft.Envelope) {
 	sr.local = &localResult{root: e.ResultsRoot, results: e.Results}
 	for i, raw := range e.Requests {
 		h := crypto.Hash(raw)
-		t.remember(h, requestAt{seq: e.Seq, index: i})
+		// A request executed again while still indexed (a primary may put
+		// a copy of a delivered one in a later batch) is not counted again,
+		// as the core does not count it again among its delivered; it is
+		// answered from this seq if its first one is gone.
+		if at, dup := t.executedAt[h]; !dup {
+			t.remember(h, requestAt{seq: e.Seq, index: i})
+			t.executed++
+		} else if t.seqs[at.seq] == nil {
+			t.executedAt[h] = requestAt{seq: e.Seq, index: i}
+		}
 		for _, w := range t.waiters[h] {
-			sr.waiting = append(sr.waiting, pendingReply{w: w, index: i})
+			t.attach(e.Seq, sr, w, i)
 		}
 		delete(t.waiters, h)
 	}
-	t.executed += uint64(len(e.Requests))
 	sr.executedAfter = t.executed
 	sr.executed[t.self] = own
 	sr.roots[t.self] = e.ResultsRoot
@@ -348,6 +365,17 @@ func (t *replyTracker) complete(seq uint64, sr *seqReplies) {
 // addExecuted refuses seqs below the first kept one, so deleting the newly
 // stale ones is enough.
 func (t *replyTracker) prune() {
+	// Seqs past the cap go whatever they hold. After a restart the first
+	// seq executed is the log's length above the first kept: skip to the
+	// cap rather than step through it.
+	if limit := t.top - min(t.top, executedKeepSeqs+pbft.RecentDeliveredMax); limit > t.pruned+uint64(len(t.seqs)) {
+		for s := range t.seqs {
+			if s < limit {
+				delete(t.seqs, s)
+			}
+		}
+		t.pruned = limit
+	}
 	for ; t.pruned+executedKeepSeqs <= t.top; t.pruned++ {
 		sr := t.seqs[t.pruned]
 		if sr == nil {
