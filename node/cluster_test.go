@@ -180,6 +180,34 @@ func (c *testCluster) newClient(nodes ...int) *client.Client {
 	return cl
 }
 
+// postRequest posts one signed request to node i's POST /v1/requests, with
+// Accept set if accept is not empty, and fails the test unless it is
+// answered 200 within 30 s.
+func (c *testCluster) postRequest(i int, req []byte, accept string) (*http.Response, []byte) {
+	c.t.Helper()
+	hr, err := http.NewRequest(http.MethodPost, c.url(i)+"/v1/requests", bytes.NewReader(req))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	hr.Header.Set("Content-Type", mediaCBOR)
+	if accept != "" {
+		hr.Header.Set("Accept", accept)
+	}
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(hr)
+	if err != nil {
+		c.t.Fatalf("node %d: %v", i, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		c.t.Fatalf("node %d, Accept %q: %d %s", i, accept, resp.StatusCode, body)
+	}
+	return resp, body
+}
+
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, deadline time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -374,33 +402,9 @@ func TestSubmitAnswersCBORWhenAsked(t *testing.T) {
 	c := newTestCluster(t, 4)
 	chain := c.genesis.Hash()
 	signer := crypto.NewSigner(c.client, chain)
-	post := func(req []byte, accept string) (*http.Response, []byte) {
-		t.Helper()
-		hr, err := http.NewRequest(http.MethodPost, c.url(2)+"/v1/requests", bytes.NewReader(req))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hr.Header.Set("Content-Type", mediaCBOR)
-		if accept != "" {
-			hr.Header.Set("Accept", accept)
-		}
-		resp, err := http.DefaultClient.Do(hr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("Accept %q: %d %s", accept, resp.StatusCode, body)
-		}
-		return resp, body
-	}
 
 	asJSON := pbft.SignRequest(signer, 1, codec.MustMarshal(appendCmd("negotiate", 0)))
-	resp, body := post(asJSON, "")
+	resp, body := c.postRequest(2, asJSON, "")
 	var j struct {
 		pbft.ReplyBundle
 		Result ResultJSON `json:"result"`
@@ -413,7 +417,7 @@ func TestSubmitAnswersCBORWhenAsked(t *testing.T) {
 	}
 
 	asCBOR := pbft.SignRequest(signer, 2, codec.MustMarshal(appendCmd("negotiate", 1)))
-	resp, body = post(asCBOR, mediaCBOR)
+	resp, body = c.postRequest(2, asCBOR, mediaCBOR)
 	if ct := resp.Header.Get("Content-Type"); ct != mediaCBOR {
 		t.Fatalf("Accept %s: Content-Type %q", mediaCBOR, ct)
 	}
@@ -603,27 +607,9 @@ func TestMetrics(t *testing.T) {
 func TestRetryOfAnExecutedRequestIsAnswered(t *testing.T) {
 	c := newTestCluster(t, 4)
 	req := pbft.SignRequest(crypto.NewSigner(c.client, c.genesis.Hash()), 1, codec.MustMarshal(appendCmd("retry", 0)))
-	hc := &http.Client{Timeout: 30 * time.Second}
 	post := func(i int) *pbft.ReplyBundle {
 		t.Helper()
-		hr, err := http.NewRequest(http.MethodPost, c.url(i)+"/v1/requests", bytes.NewReader(req))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hr.Header.Set("Content-Type", mediaCBOR)
-		hr.Header.Set("Accept", mediaCBOR)
-		resp, err := hc.Do(hr)
-		if err != nil {
-			t.Fatalf("node %d: %v", i, err)
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("node %d: %d %s", i, resp.StatusCode, body)
-		}
+		_, body := c.postRequest(i, req, mediaCBOR)
 		b, err := codec.Canonical[pbft.ReplyBundle](body)
 		if err != nil {
 			t.Fatal(err)
