@@ -227,6 +227,30 @@ func plotLatency(path string, r *Result) error {
 	return drawLines(path, title, "latency (ms)", []series{p50, p99})
 }
 
+// legendHeadroom is the least of the plots' Y range over their highest
+// point: at least the top sixth of each plot is the legend's.
+const legendHeadroom = 1.2
+
+// yTop is where a plot's Y axis ends: legendHeadroom over the lines'
+// highest point (1 if none is above 0), rounded up to a round number so
+// that the axis gets round ticks.
+func yTop(lines []series) float64 {
+	top := 1.0
+	for _, s := range lines {
+		for _, xy := range s.xys {
+			top = max(top, xy.Y)
+		}
+	}
+	top *= legendHeadroom
+	unit := math.Pow10(int(math.Floor(math.Log10(top))))
+	for _, m := range []float64{1, 1.5, 2, 3, 4, 5, 6, 8} {
+		if top <= m*unit {
+			return m * unit
+		}
+	}
+	return 10 * unit
+}
+
 func drawLines(path, title, yLabel string, lines []series) error {
 	p := plot.New()
 	p.Title.Text = title
@@ -234,8 +258,10 @@ func drawLines(path, title, yLabel string, lines []series) error {
 	p.Y.Label.Text = yLabel
 	p.Y.Min = 0
 	p.Add(plotter.NewGrid())
-	// Bottom right: the lines start at the left and rarely run along the floor.
-	p.Legend.Top = false
+	// The legend sits top right, in a band kept above the highest point:
+	// inside the data it hid the ends of the lines and read as part of them.
+	p.Legend.Top = true
+	p.Y.Max = yTop(lines)
 	for _, s := range lines {
 		if len(s.xys) == 0 {
 			continue

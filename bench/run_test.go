@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"gonum.org/v1/plot/plotter"
+
 	"github.com/ordoledger/ordo/crypto"
 	"github.com/ordoledger/ordo/pbft"
 )
@@ -187,6 +189,38 @@ func TestBenchReportWithEmptySeries(t *testing.T) {
     "p99": null
   }`)) {
 		t.Errorf("summary without projections:\n%s", raw)
+	}
+}
+
+// A plot's Y axis ends on a round number that leaves the legend a band above
+// every line, however high the line's peak.
+func TestPlotAxisLeavesTheLegendABand(t *testing.T) {
+	for _, tc := range []struct {
+		peaks []float64
+		want  float64
+	}{
+		{nil, 1.5},
+		{[]float64{0}, 1.5},
+		{[]float64{80, 2239.4}, 3000},
+		{[]float64{1405.7}, 2000},
+		{[]float64{9.7}, 15},
+		{[]float64{830}, 1000},
+		{[]float64{850}, 1500},
+		{[]float64{0.3}, 1.5},
+	} {
+		var s series
+		for i, y := range tc.peaks {
+			s.xys = append(s.xys, plotter.XY{X: float64(i), Y: y})
+		}
+		got := yTop([]series{s, {}})
+		if got != tc.want {
+			t.Errorf("peaks %v: axis top %v, want %v", tc.peaks, got, tc.want)
+		}
+		for _, y := range tc.peaks {
+			if got < legendHeadroom*y {
+				t.Errorf("peaks %v: axis top %v leaves no band above %v", tc.peaks, got, y)
+			}
+		}
 	}
 }
 
